@@ -1,0 +1,34 @@
+# wconv: every command a user needs. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE  ?= smoke
+LAUNCHER ?= local
+
+.PHONY: help install test test-fast lint bench reproduce-table figures clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install wconv with its test extras (idempotent)
+
+test: $(STAMP)  ## run the whole test suite
+	WANDB_MODE=disabled $(PY) -m pytest -q
+
+lint: $(STAMP)  ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)  ## overhead of the weighted layer and models: results/bench/overhead.csv
+	$(PY) scripts/bench.py
+
+clean:  ## remove caches (keeps .venv, runs and results)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,17 @@
+"""The weighted convolution operator: layers, ``convert`` and ``fold``."""
+
+from wconv.nn.convert import convert, densities, eligible, fold
+from wconv.nn.density import outer, profile
+from wconv.nn.weighted import WeightedConv1d, WeightedConv2d, WeightedConv3d
+
+__all__ = [
+    "WeightedConv1d",
+    "WeightedConv2d",
+    "WeightedConv3d",
+    "convert",
+    "densities",
+    "eligible",
+    "fold",
+    "outer",
+    "profile",
+]
