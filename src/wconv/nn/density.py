@@ -27,9 +27,7 @@ def outer(profiles: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) or (
-        isinstance(x, torch.Tensor) and x.ndim == 0
-    )
+    return isinstance(x, (int, float)) and not isinstance(x, bool) or (isinstance(x, torch.Tensor) and x.ndim == 0)
 
 
 def parse_den(den: object, kernel_size: tuple[int, ...], where: str) -> tuple[list[list[float]], bool]:
@@ -64,7 +62,7 @@ def parse_den(den: object, kernel_size: tuple[int, ...], where: str) -> tuple[li
         per_axis, shared = [list(v) for v in values], False
     else:
         raise ValueError(f"{where}: den must be a sequence of numbers (or one per axis), got {den!r}")
-    for axis, (vals, k) in enumerate(zip(per_axis, kernel_size)):
+    for axis, (vals, k) in enumerate(zip(per_axis, kernel_size, strict=True)):
         need = (k - 1) // 2
         if len(vals) != need:
             on = "" if shared else f" on axis {axis}"

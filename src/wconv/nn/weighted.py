@@ -27,9 +27,11 @@ class _WeightedConvNd:
             self.register_buffer("_phi", None, persistent=False)
             return
         if den is None:
-            den = [1.0] * ((self.kernel_size[0] - 1) // 2) if len(set(self.kernel_size)) == 1 else [
-                [1.0] * ((k - 1) // 2) for k in self.kernel_size
-            ]
+            den = (
+                [1.0] * ((self.kernel_size[0] - 1) // 2)
+                if len(set(self.kernel_size)) == 1
+                else [[1.0] * ((k - 1) // 2) for k in self.kernel_size]
+            )
         per_axis, shared = parse_den(den, self.kernel_size, self._where())
         flat = per_axis[0] if shared else [v for vals in per_axis for v in vals]
         self._axes, start = [], 0
@@ -45,9 +47,7 @@ class _WeightedConvNd:
             self.register_buffer("_phi", self._compute_phi(), persistent=False)
 
     def _where(self) -> str:
-        return (
-            f"{type(self).__name__}({self.in_channels}->{self.out_channels}, kernel {_fmt(self.kernel_size)})"
-        )
+        return f"{type(self).__name__}({self.in_channels}->{self.out_channels}, kernel {_fmt(self.kernel_size)})"
 
     def _compute_phi(self) -> torch.Tensor:
         return outer([profile(self.den[s : s + n]) for s, n in self._axes])
