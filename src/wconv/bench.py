@@ -1,0 +1,136 @@
+"""Overhead of the weighted convolution: median step times of standard, weighted and folded variants.
+
+The variants are timed interleaved in one process (A B C A B C ...), so that drift of the machine (turbo,
+other load) hits all of them alike and the ratios are meaningful even when absolute times are noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wconv.nn import convert, fold
+
+
+@dataclass
+class Case:
+    """One thing to time: a model factory, an input batch and how to make a loss of the output."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    input: Callable[[torch.device], torch.Tensor]
+    den: object
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    model(x).float().square().mean().backward()
+    opt.step()
+
+
+@torch.no_grad()
+def _infer(model: nn.Module, x: torch.Tensor) -> None:
+    model(x)
+
+
+def time_case(case: Case, device: torch.device, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of a training step and of inference for standard, weighted and folded models."""
+    torch.manual_seed(0)
+    standard = case.build().to(device)
+    weighted = convert(standard, den=case.den)
+    folded = fold(weighted).eval()
+    models = {"standard": standard, "weighted": weighted}
+    opts = {k: torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9) for k, m in models.items()}
+    x = case.input(device)
+    times: dict[str, list[float]] = {f"{k}_{p}": [] for k in models for p in ("train", "infer")}
+    times["folded_infer"] = []
+    for i in range(warmup + repeats):
+        for key, fn in [
+            *[(f"{k}_train", (lambda k=k: _train_step(models[k].train(), opts[k], x))) for k in models],
+            *[(f"{k}_infer", (lambda k=k: _infer(models[k].eval(), x))) for k in models],
+            ("folded_infer", lambda: _infer(folded, x)),
+        ]:
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def layer_cases(batch: int, size: int) -> list[Case]:
+    """Single conv layers: 3x3, 5x5, 7x7 with small and large channel counts."""
+    dens = {3: [0.7], 5: [0.3, 1.5], 7: [0.06, 1.2, 1.6]}
+    cases = []
+    for k, den in dens.items():
+        for ch in (16, 128):
+
+            def build(ch=ch, k=k) -> nn.Module:
+                return nn.Sequential(nn.Conv2d(ch, ch, k, padding=k // 2))
+
+            def inp(device, ch=ch) -> torch.Tensor:
+                return torch.randn(batch, ch, size, size, device=device)
+
+            cases.append(Case(f"conv{k}x{k}_c{ch}", build, inp, den))
+    return cases
+
+
+def model_cases(device: torch.device) -> list[Case]:
+    """The papers' four whole models at their default size, with the 3x3 density the papers report."""
+    from wconv.models import create
+
+    gpu = device.type == "cuda"
+    specs = [
+        ("vgg16", {"num_classes": 100}, (128 if gpu else 32, 3, 32, 32)),
+        ("resnet18", {"num_classes": 100}, (128 if gpu else 16, 3, 32, 32)),
+        ("dncnn", {"in_channels": 1}, (64 if gpu else 16, 1, 40, 40)),
+        ("nafnet", {"in_channels": 3}, (16 if gpu else 2, 3, 128 if gpu else 64, 128 if gpu else 64)),
+    ]
+    return [
+        Case(
+            name,
+            lambda name=name, opts=opts: create(name, **opts),
+            lambda device, shape=shape: torch.randn(*shape, device=device),
+            [0.7],
+        )
+        for name, opts, shape in specs
+    ]
+
+
+def run(cases: list[Case], device: torch.device, repeats: int, log: Callable[[str], None] = print) -> list[dict]:
+    """Time every case; return one row per case with the ratios weighted/standard and folded/standard."""
+    rows = []
+    log(f"{'case':<16} {'train std':>10} {'train w/s':>10} {'infer std':>10} {'infer w/s':>10} {'fold/s':>8}")
+    for case in cases:
+        t = time_case(case, device, repeats)
+        row = {
+            "case": case.name,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+            "repeats": repeats,
+            "train_standard_s": t["standard_train"],
+            "train_weighted_s": t["weighted_train"],
+            "train_ratio": t["weighted_train"] / t["standard_train"],
+            "infer_standard_s": t["standard_infer"],
+            "infer_weighted_s": t["weighted_infer"],
+            "infer_ratio": t["weighted_infer"] / t["standard_infer"],
+            "infer_folded_s": t["folded_infer"],
+            "folded_ratio": t["folded_infer"] / t["standard_infer"],
+        }
+        rows.append(row)
+        log(
+            f"{case.name:<16} {row['train_standard_s'] * 1e3:>8.2f}ms {row['train_ratio']:>10.3f} "
+            f"{row['infer_standard_s'] * 1e3:>8.2f}ms {row['infer_ratio']:>10.3f} {row['folded_ratio']:>8.3f}"
+        )
+    return rows

@@ -1,0 +1,1 @@
+"""What a run leaves behind: atomic records (JSON, JSON lines, checkpoints) and the W&B logger."""
