@@ -1,0 +1,246 @@
+"""The inner loop: train one model for a fixed budget, checkpoint every epoch, evaluate on a split.
+
+Deterministic given the seed: the model's initial weights and the data of every epoch (order, augmentation,
+noise) are functions of it, so search evaluations differ only by their density and a resumed training
+continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from wconv import metrics
+from wconv.nn import densities
+from wconv.tracking.records import load_checkpoint, save_checkpoint
+
+
+@dataclass
+class OptimConfig:
+    """The inner optimiser and its schedule (``configs/optim``); milestones are fractions of the budget."""
+
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "multistep"  # none, multistep, cosine
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
+    gamma: float = 0.2
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class DensityOptimConfig:
+    """The learned density's own optimiser (the official variant: AdamW, cosine warm restarts per epoch)."""
+
+    lr: float = 1e-2
+    weight_decay: float = 1e-2
+    t0: int = 10
+    t_mult: int = 2
+
+
+@dataclass
+class TrainResult:
+    status: str  # "ok" or "diverged"
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds_per_step: float = float("nan")
+    densities: dict[str, Any] = field(default_factory=dict)
+
+
+def _lr_lambda(cfg: OptimConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    marks = [int(m * total_steps) for m in cfg.milestones]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "multistep":
+            return cfg.gamma ** sum(step >= m for m in marks)
+        if cfg.schedule == "cosine":
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            floor = cfg.min_lr / cfg.lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return 1.0
+
+    return factor
+
+
+def make_optimizers(
+    model: nn.Module, cfg: OptimConfig, den_cfg: DensityOptimConfig, steps_per_epoch: int, epochs: int
+) -> tuple[list[torch.optim.Optimizer], list[Any], list[Any]]:
+    """Weights get ``cfg``'s optimiser with a per-step schedule; a learned ``den`` gets its own AdamW."""
+    den_params = [p for n, p in model.named_parameters() if n.endswith(".den") or n == "den"]
+    ids = {id(p) for p in den_params}
+    weights = [p for p in model.parameters() if id(p) not in ids]
+    if cfg.name == "sgd":
+        opt = torch.optim.SGD(
+            weights, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    elif cfg.name == "adamw":
+        opt = torch.optim.AdamW(weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    elif cfg.name == "adam":
+        opt = torch.optim.Adam(weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optim.name must be sgd, adam or adamw, got {cfg.name!r}")
+    step_scheds = [torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * epochs, steps_per_epoch))]
+    opts, epoch_scheds = [opt], []
+    if den_params:
+        den_opt = torch.optim.AdamW(den_params, lr=den_cfg.lr, weight_decay=den_cfg.weight_decay)
+        opts.append(den_opt)
+        epoch_scheds.append(
+            torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(den_opt, T_0=den_cfg.t0, T_mult=den_cfg.t_mult)
+        )
+    return opts, step_scheds, epoch_scheds
+
+
+def _loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if task == "classification":
+        return F.cross_entropy(output.float(), target)
+    return F.mse_loss(output.float(), target)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, split: str, batch_size: int, device: torch.device, amp: bool) -> dict:
+    """Mean loss and the task's metrics on ``split``: top-1/top-5 accuracy (%) or PSNR/SSIM (dB, [0, 1])."""
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for x, y in data.eval_batches(split, batch_size, device):
+        x = _to_model(x, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(x)
+        n = x.shape[0]
+        values = {"loss": _loss(data.task, out, y).detach() * n}
+        if data.task == "classification":
+            acc = metrics.topk_accuracy(out.float(), y, ks=(1, 5))
+            values.update({k: torch.as_tensor(v, device=device) * n for k, v in acc.items()})
+        else:
+            out = out.float().clamp(0, 1)
+            values["psnr"] = metrics.per_image_psnr(out, y).sum()
+            values["ssim"] = metrics.per_image_ssim(out, y).sum()
+            values["psnr_noisy"] = metrics.per_image_psnr(x, y, clamp=False).sum()  # unclipped, as published
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0) + v.float()
+        count += n
+    return {k: float(v) / count for k, v in sums.items()}
+
+
+def _to_model(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.ndim == 4 else x
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    *,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    optim: OptimConfig,
+    density_optim: DensityOptimConfig,
+    device: torch.device,
+    eval_split: str,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` for ``epochs`` and evaluate on ``eval_split``; resume from ``checkpoint`` when it exists.
+
+    Divergence (a non-finite training or validation loss) stops training and is reported, never raised. The
+    loss is summed on the device and read once per epoch, so the step has no host synchronisation.
+    """
+    if epochs < 1:
+        raise ValueError(f"the training budget must be at least 1 epoch, got {epochs}")
+    amp = device.type == "cuda"
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    steps = data.steps_per_epoch(batch_size)
+    opts, step_scheds, epoch_scheds = make_optimizers(model, optim, density_optim, steps, epochs)
+    history: list[dict] = []
+    start_epoch = 0
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for o, s in zip(opts, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(step_scheds + epoch_scheds, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        torch.set_rng_state(state["rng"])
+        history, start_epoch = state["history"], state["epoch"]
+
+    status = "ok"
+    bar = tqdm(
+        range(start_epoch, epochs), desc=desc, leave=False, disable=None if progress else True, initial=start_epoch
+    )
+    for epoch in bar:
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        start = time.perf_counter()
+        for x, y in data.train_batches(batch_size, seed, epoch, device):
+            x = _to_model(x, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = _loss(data.task, model(x), y)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            for o in opts:
+                o.step()
+            for sch in step_scheds:
+                sch.step()
+            loss_sum += loss.detach()
+        train_loss = float(loss_sum) / steps  # the one synchronisation of the epoch
+        seconds = time.perf_counter() - start
+        for sch in epoch_scheds:
+            sch.step()
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds, "lr": opts[0].param_groups[0]["lr"]}
+        if not math.isfinite(train_loss):
+            status = "diverged"
+        else:
+            row.update({f"val_{k}": v for k, v in evaluate(model, data, "val", batch_size, device, amp).items()})
+            if not math.isfinite(row["val_loss"]):
+                status = "diverged"
+        history.append(row)
+        bar.set_postfix(loss=f"{train_loss:.4g}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+        if status != "ok":
+            break
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizers": [o.state_dict() for o in opts],
+                    "schedulers": [s.state_dict() for s in step_scheds + epoch_scheds],
+                    "rng": torch.get_rng_state(),
+                    "history": history,
+                },
+            )
+    bar.close()
+    per_step = [r["seconds"] / steps for r in history if "seconds" in r]
+    if status != "ok":
+        return TrainResult(status, {"loss": float("nan")}, history, statistics.median(per_step), densities(model))
+    final = evaluate(model, data, eval_split, batch_size, device, amp)
+    return TrainResult(
+        status, final, history, statistics.median(per_step) if per_step else float("nan"), densities(model)
+    )
