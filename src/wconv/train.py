@@ -9,12 +9,14 @@ the run directory, and running the same command again resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -198,7 +200,26 @@ class Runner:
             run.summary({f"{split}_{k}": v for k, v in result.metrics.items()} | {"status": result.status})
         finally:
             run.finish()
+        if split == "test" and self.data.task == "denoising" and result.status == "ok":
+            self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
         return result
+
+    @torch.no_grad()
+    def save_example(self, model: torch.nn.Module, path: Path, size: int = 256) -> None:
+        """The first test image, clean, noisy and denoised (centre crop): the figures' denoising grid."""
+        noisy, clean = next(iter(self.data.eval_batches("test", 1, self.device)))
+        h, w = clean.shape[-2:]
+        top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        noisy, clean = (t[:1, :, top : top + size, left : left + size] for t in (noisy, clean))
+        denoised = model.eval()(noisy).float().clamp(0, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            k: v[0].cpu().numpy().astype("float32")
+            for k, v in [("clean", clean), ("noisy", noisy), ("denoised", denoised)]
+        }
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
 
 
 def objective_of(name: str, metrics: dict[str, float]) -> float:
@@ -331,6 +352,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     objective = search["objective"] if search else main_variant["test"].get("loss", {}).get("mean", float("nan"))
     result = {
         "name": cfg.name,
+        "profile": cfg.get("profile_name"),
+        "table": cfg.get("table") or data.task,
         "task": data.task,
         "model": cfg.model.name,
         "data": cfg.data.name,
