@@ -1,0 +1,61 @@
+"""`make reproduce-table`: run the papers' matrix (what is missing of it), then write the tables.
+
+python scripts/reproduce_table.py --profile smoke            # offline stand-ins, tiny models, laptop CPU
+python scripts/reproduce_table.py --profile paper            # full scale (a GPU, or --launcher slurm)
+python scripts/reproduce_table.py --dry-run                  # list the runs and which are done
+python scripts/reproduce_table.py -- final.seeds=[0,1,2,3,4] # extra Hydra overrides for every run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from wconv import sweep
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--profile", choices=("smoke", "paper"), default="smoke")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    parser.add_argument("--root", type=Path, default=None, help="where the runs live (default runs/table/<profile>)")
+    parser.add_argument("--out", type=Path, default=Path("results/tables"), help="where the tables go")
+    parser.add_argument("--only", choices=("all", "tables", "study"), default="all")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    root = args.root or Path("runs/table") / args.profile
+    jobs = []
+    if args.only in ("all", "tables"):
+        jobs += sweep.table_jobs(args.profile)
+    if args.only in ("all", "study"):
+        jobs += sweep.study_jobs(args.profile)
+    # Smoke runs log nowhere but their records; full runs go to W&B (offline without an API key).
+    extra = (["logger=none", "progress=false"] if args.profile == "smoke" else []) + list(args.overrides)
+
+    if args.dry_run:
+        for job in jobs:
+            path = sweep.run_dir(job, root, sweep.compose_job(job, extra))
+            print(f"{'done   ' if sweep.is_done(path) else 'missing'} {path}  {' '.join(job.overrides)}")
+        return 0
+    start = time.perf_counter()
+    if args.launcher == "local":
+        sweep.run_local(jobs, root, extra)
+    else:
+        from wconv.slurm import run_slurm
+
+        run_slurm(jobs, root, extra)
+    from wconv.reporting.tables import write_tables
+
+    for path in write_tables(root, args.out):
+        print(f"wrote {path}")
+    print(f"reproduce-table ({args.profile}, {args.launcher}): {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

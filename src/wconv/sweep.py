@@ -1,0 +1,115 @@
+"""The papers' matrix of runs (``make reproduce-table``): which runs, where each one lives, run what is missing.
+
+A run's folder is named from its resolved config (experiment name plus the fingerprint of what it computes), so
+a rerun finds finished runs and skips them, and an interrupted run resumes from its own records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from wconv.models import task_of
+from wconv.tracking.records import fingerprint
+
+log = logging.getLogger("wconv.sweep")
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TABLE_MODELS = [("vgg16", "cifar100"), ("resnet18", "cifar100"), ("dncnn", "div2k"), ("nafnet", "div2k")]
+CONVOLUTIONS = ("standard", "direct_l", "learned")
+STAND_INS = {"classification": "digits", "denoising": "photos"}
+# P1's density study: kernel sizes x a small grid of the learning model's hyperparameters (lr, batch, depth).
+STUDY_KERNELS = (3, 5, 7)
+STUDY_SETTINGS = (
+    {"lr": 1e-3, "batch": 32, "depth": 5},
+    {"lr": 3e-3, "batch": 32, "depth": 5},
+    {"lr": 1e-3, "batch": 16, "depth": 5},
+    {"lr": 1e-3, "batch": 32, "depth": 3},
+)
+# At smoke scale the study keeps a wider model than the profile's 1/8 (its model is small already).
+SMOKE_STUDY = ["model.width=0.5"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the matrix: a name for people and the Hydra overrides that define it."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+
+def table_jobs(profile: str) -> list[Job]:
+    """P2's tables: each model with the standard, DIRECT-L-optimal and learned convolution."""
+    jobs = []
+    for model, data in TABLE_MODELS:
+        for conv in CONVOLUTIONS:
+            experiment = f"{model}_{data}_{conv}"
+            overrides = [f"experiment={experiment}", f"profile={profile}"]
+            if profile == "smoke":
+                overrides.append(f"data={STAND_INS[task_of(model)]}")
+            jobs.append(Job(experiment, tuple(overrides)))
+    return jobs
+
+
+def study_jobs(profile: str) -> list[Job]:
+    """P1's density study: standard against DIRECT-L-optimal, per kernel size and hyperparameter setting."""
+    jobs = []
+    for k in STUDY_KERNELS:
+        for s in STUDY_SETTINGS:
+            overrides = [
+                "experiment=density_study",
+                f"profile={profile}",
+                f"model.kernel_size={k}",
+                f"optim.lr={s['lr']}",
+                f"train.batch_size={s['batch']}",
+                f"model.depth={s['depth']}",
+            ]
+            if profile == "smoke":
+                overrides += ["data=photos", *SMOKE_STUDY]
+            jobs.append(Job(f"density_study_k{k}_lr{s['lr']:g}_b{s['batch']}_d{s['depth']}", tuple(overrides)))
+    return jobs
+
+
+def compose_job(job: Job, extra: list[str] | None = None) -> DictConfig:
+    """The job's resolved training config, composed exactly as ``python -m wconv.train`` would."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=[*job.overrides, *(extra or [])])
+
+
+def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:
+    """``root/<job name>-<fingerprint of what it computes>``: equal configs share a folder, others never do."""
+    from wconv.train import identity
+
+    return root / f"{job.name}-{fingerprint(identity(cfg))}"
+
+
+def is_done(path: Path) -> bool:
+    return (path / "result.json").exists()
+
+
+def run_local(
+    jobs: list[Job],
+    root: Path,
+    extra: list[str] | None = None,
+    train: Callable[[DictConfig, Path], float] | None = None,
+) -> list[Path]:
+    """Run every unfinished job in this process, one after the other; return all the jobs' folders."""
+    from wconv.train import run
+
+    train = train or run
+    dirs = []
+    for i, job in enumerate(jobs, 1):
+        cfg = compose_job(job, extra)
+        path = run_dir(job, root, cfg)
+        dirs.append(path)
+        if is_done(path):
+            log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
+            continue
+        log.info(f"[{i}/{len(jobs)}] {job.name} -> {path}")
+        train(cfg, path)
+    return dirs

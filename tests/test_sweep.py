@@ -1,0 +1,54 @@
+"""The reproduce-table matrix: folders named from the resolved config, finished runs skipped."""
+
+import pytest
+
+from wconv import sweep
+from wconv.tracking.records import read_json
+
+TINY = [
+    "logger=none",
+    "progress=false",
+    "train.epochs=1",
+    "final.seeds=[0]",
+    "search.max_evals=2",
+    "data.limit_train=64",
+    "data.limit_eval=32",
+    "data.patches_per_epoch=32",
+    "data.eval_max_size=40",
+]
+
+
+def test_matrix_covers_every_row_and_the_study():
+    names = {j.name for j in sweep.table_jobs("smoke")}
+    assert {
+        "vgg16_cifar100_standard",
+        "resnet18_cifar100_direct_l",
+        "dncnn_div2k_learned",
+        "nafnet_div2k_direct_l",
+    } <= names and len(names) == 12
+    study = sweep.study_jobs("paper")
+    assert len(study) == len(sweep.STUDY_KERNELS) * len(sweep.STUDY_SETTINGS)
+    assert all("data=photos" not in j.overrides for j in study)  # paper scale: DIV2K
+    assert all("data=photos" in j.overrides for j in sweep.study_jobs("smoke"))
+
+
+def test_folder_names_follow_the_config(tmp_path):
+    job = sweep.table_jobs("smoke")[0]
+    a = sweep.run_dir(job, tmp_path, sweep.compose_job(job, ["logger=none"]))
+    b = sweep.run_dir(job, tmp_path, sweep.compose_job(job, ["logger=wandb", "progress=false"]))
+    c = sweep.run_dir(job, tmp_path, sweep.compose_job(job, ["seed=1"]))
+    assert a == b  # logging does not change what a run computes
+    assert a != c and a.name.startswith(job.name + "-")
+
+
+@pytest.mark.slow
+def test_rerun_of_the_matrix_trains_nothing(tmp_path):
+    jobs = [sweep.table_jobs("smoke")[1], sweep.study_jobs("smoke")[0]]  # vgg16 direct_l, one study point
+    dirs = sweep.run_local(jobs, tmp_path, TINY)
+    assert all((d / "result.json").exists() for d in dirs)
+    assert read_json(dirs[1] / "result.json")["table"] == "density_study"
+
+    def must_not_train(cfg, path):
+        raise AssertionError(f"{path} was trained again")
+
+    assert sweep.run_local(jobs, tmp_path, TINY, train=must_not_train) == dirs
