@@ -29,6 +29,12 @@ lint: $(STAMP)  ## ruff check and format check
 bench: $(STAMP)  ## overhead of the weighted layer and models: results/bench/overhead.csv
 	$(PY) scripts/bench.py
 
+reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|paper LAUNCHER=local|slurm -> results/tables/
+	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER)
+
+figures: $(STAMP)  ## the figures from recorded results (no training) -> results/figures/
+	$(PY) scripts/figures.py --runs runs/table/$(PROFILE)
+
 clean:  ## remove caches (keeps .venv, runs and results)
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

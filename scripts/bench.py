@@ -1,6 +1,8 @@
 """`make bench`: overhead of the weighted layer and models against the standard ones.
 
-Writes results/bench/overhead.csv (one row per layer shape or model, ratios from one interleaved run).
+Writes results/bench/overhead.csv (one row per layer shape or model, ratios from one interleaved run) and, with
+--epochs, results/bench/epochs.csv: seconds per epoch of the real training loop (on a CPU, a share of the epoch
+scaled up: an estimate; `standard_repeat` is a second standard run, the noise floor of the ratio).
 """
 
 import argparse
@@ -11,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from wconv.bench import layer_cases, model_cases, run
+from wconv.bench import EPOCH_CASES, epoch_seconds, layer_cases, model_cases, run
 
 
 def main() -> int:
@@ -19,6 +21,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (median taken)")
     parser.add_argument("--no-models", action="store_true", help="time single layers only")
+    parser.add_argument("--epochs", action="store_true", help="also time whole epochs of the four models")
+    parser.add_argument("--fraction", type=float, default=None, help="share of an epoch to time (CPU: 0.01)")
     parser.add_argument("--out", type=Path, default=Path("results/bench/overhead.csv"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -28,13 +32,27 @@ def main() -> int:
     cases = layer_cases(batch=32, size=32)
     if not args.no_models:
         cases += model_cases(device)
-    rows = run(cases, device, repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".csv.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    write(pd.DataFrame(run(cases, device, repeats)), args.out)
+    if args.epochs:
+        fraction = args.fraction or (1.0 if device.type == "cuda" else 0.01)
+        rows = []
+        for case in EPOCH_CASES:
+            row = epoch_seconds(*case, device=device, fraction=fraction)
+            rows.append({**row, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"})
+            print(
+                f"{row['case']:<10} epoch standard {row['standard_epoch_s']:8.1f} s  weighted/standard "
+                f"{row['ratio']:.3f}  (repeat/standard {row['standard_repeat_epoch_s'] / row['standard_epoch_s']:.3f})"
+            )
+        write(pd.DataFrame(rows), args.out.with_name("epochs.csv"))
     return 0
+
+
+def write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

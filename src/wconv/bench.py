@@ -134,3 +134,69 @@ def run(cases: list[Case], device: torch.device, repeats: int, log: Callable[[st
             f"{row['infer_standard_s'] * 1e3:>8.2f}ms {row['infer_ratio']:>10.3f} {row['folded_ratio']:>8.3f}"
         )
     return rows
+
+
+def synthetic_data(task: str, n_train: int, device_note: str = "") -> object:
+    """CIFAR-100-sized classification (32x32 colour, 100 classes) or 128x128 colour crops for denoising, random
+    pixels through the real data pipeline (augmentation, noise): timing needs the shapes, not the content."""
+    from wconv.data.classification import ClassificationData
+    from wconv.data.denoising import DenoisingData
+
+    g = torch.Generator().manual_seed(0)
+    if task == "classification":
+
+        def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(
+                0, 100, (n,), generator=g
+            )
+
+        splits = {"train": split(n_train), "val": split(256), "test": split(256)}
+        return ClassificationData(splits, 100, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    images = {
+        s: [torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8, generator=g) for _ in range(2)]
+        for s in ("train", "val", "test")
+    }
+    names = {s: [f"{s}{i}" for i in range(2)] for s in images}
+    return DenoisingData(images, names, patch_size=128, patches_per_epoch=n_train, eval_max_size=128)
+
+
+# (model, task, examples per epoch, batch size): CIFAR-100's 45k training images; 800 DIV2K images x 64 crops.
+EPOCH_CASES = [
+    ("vgg16", "classification", 45_000, 128),
+    ("resnet18", "classification", 45_000, 128),
+    ("dncnn", "denoising", 51_200, 64),
+    ("nafnet", "denoising", 51_200, 16),
+]
+
+
+def epoch_seconds(name: str, task: str, examples: int, batch: int, device: torch.device, fraction: float) -> dict:
+    """Seconds per epoch of the real training loop (``wconv.training.train``), standard and weighted.
+
+    With ``fraction`` < 1 (CPU) the epoch is that share of the data and the time is scaled up: an estimate.
+    """
+    from wconv.models import create
+    from wconv.training import DensityOptimConfig, OptimConfig, train
+
+    n = max(batch * 3, int(examples * fraction))
+    data = synthetic_data(task, n)
+    options = {"num_classes": 100} if task == "classification" else {"in_channels": 3}
+    out = {"case": name, "examples_per_epoch": examples, "batch": batch, "measured_examples": n}
+    for variant, den in (("standard", None), ("weighted", [0.7]), ("standard_repeat", None)):
+        torch.manual_seed(0)
+        model = create(name, den=den, **options)
+        optim = OptimConfig(name="sgd", lr=1e-3, schedule="none", warmup_epochs=0)
+        res = train(
+            model,
+            data,
+            seed=0,
+            epochs=2,
+            batch_size=batch,
+            optim=optim,
+            density_optim=DensityOptimConfig(),
+            device=device,
+            eval_split="val",
+            progress=False,
+        )
+        out[f"{variant}_epoch_s"] = res.history[-1]["seconds"] * examples / n  # the second epoch: warm
+    out["ratio"] = out["weighted_epoch_s"] / out["standard_epoch_s"]
+    return out
