@@ -1,0 +1,26 @@
+"""`make figures`: the papers' figures from recorded runs and the benchmark CSV, as PNG and PDF.
+
+Reads records only; never trains. Figures whose records are absent are skipped with the reason. No GUI backend
+is involved: figures are drawn with matplotlib's object-oriented API and rendered by Agg (PNG) and the PDF backend.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from wconv.reporting.figures import make_all
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/table/smoke"), help="root of the run directories")
+    parser.add_argument("--bench", type=Path, default=Path("results/bench/overhead.csv"))
+    parser.add_argument("--out", type=Path, default=Path("results/figures"))
+    args = parser.parse_args()
+    paths = make_all(args.runs, args.bench, args.out)
+    print(f"wrote {len(paths)} files to {args.out}")
+    return 0 if paths else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""`make tables`: aggregate every finished run under a root into the results tables (CSV, markdown, LaTeX).
+
+Reads records only (result.json, config.yaml, trainings/); never trains. Writes <out>/<table>.{csv,md,tex}.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from wconv.reporting import write_tables
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/table/smoke"), help="root of the run directories")
+    parser.add_argument("--out", type=Path, default=Path("results/tables"))
+    parser.add_argument("--reference", type=Path, default=Path("results/paper_reference.csv"))
+    args = parser.parse_args()
+    paths = write_tables(args.runs, args.out, args.reference)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0 if paths else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Aggregate recorded runs into the numbers of the results tables: pure functions from records to DataFrames."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wconv.reporting.collect import CONV_ORDER, Run, nan_if_none
+
+# metric key, column title, decimals, per task
+METRICS: dict[str, list[tuple[str, str, int]]] = {
+    "classification": [("acc1", "top-1 acc. (%)", 2), ("acc5", "top-5 acc. (%)", 2)],
+    "denoising": [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_noisy", "noisy input PSNR (dB)", 2)],
+}
+PAPER_METRIC = {"classification": "acc1", "denoising": "psnr"}
+
+
+def load_reference(path: Path) -> pd.DataFrame:
+    """The papers' reported numbers (``results/paper_reference.csv``): one row per number, with its source."""
+    return pd.read_csv(path, dtype={"qualifier": str}, keep_default_na=False)
+
+
+def paper_value(reference: pd.DataFrame, table: str, data: str, model: str, conv: str, metric: str) -> pd.Series | None:
+    """The reference row for this cell (``data`` and ``model`` may be glob patterns there), or None."""
+    for _, row in reference.iterrows():
+        if (row["table"], row["conv"], row["metric"]) == (table, conv, metric) and (
+            fnmatchcase(data, row["data"]) and fnmatchcase(model, row["model"])
+        ):
+            return row
+    return None
+
+
+def den_text(run: Run, variant: str) -> str:
+    """The density of a row: the one searched or fixed, the mean learned one (``~``), or blank."""
+    info = run.result["variants"][variant]
+    if info.get("learned"):
+        learned = [
+            np.asarray(den, dtype=float)
+            for t in run.trainings.values()
+            if t.get("variant") == variant and t.get("status") == "ok"
+            for den in t.get("densities", {}).values()
+        ]
+        return "~" + _den_list(np.mean(learned, axis=0)) if learned else "learned"
+    return _den_list(info["den"]) if info.get("den") else ""
+
+
+def _den_list(values: Any) -> str:
+    return "[" + ", ".join(f"{float(v):.3g}" for v in np.ravel(values)) + "]"
+
+
+def table_entries(runs: list[Run], table: str) -> list[tuple[Run, str]]:
+    """(run, variant) pairs of a table; one standard row per group, a dedicated standard run preferred."""
+    runs = [r for r in runs if r.table == table]
+    groups: dict[tuple, list[tuple[Run, str]]] = {}
+    for run in runs:
+        for variant in run.result["variants"]:
+            groups.setdefault(_group(run), []).append((run, variant))
+    chosen = []
+    for entries in groups.values():
+        standard = [(r, v) for r, v in entries if v == "standard"]
+        dedicated = [(r, v) for r, v in standard if r.result["density"] == "standard"]
+        baseline = sorted(standard, key=lambda e: (-_ok_seeds(*e), e[0].key))[:1]
+        chosen += dedicated or baseline
+        chosen += [(r, v) for r, v in entries if v != "standard"]
+    return sorted(chosen, key=lambda e: (_group(e[0]), CONV_ORDER.index(e[0].conv(e[1])), e[0].key))
+
+
+def _group(run: Run) -> tuple:
+    """Rows compared with each other: same profile, model, data, kernel size and (density study) setting."""
+    r = run.result
+    group = (r.get("profile") or "", r["model"], r["data"], int(r["kernel_size"]))
+    if run.table == "density_study":
+        return group + tuple((v is None, v) for v in study_setting(run).values())  # sortable with blanks last
+    return group
+
+
+def study_setting(run: Run) -> dict[str, Any]:
+    """The density study's hyperparameters, read from the run's resolved config."""
+    return {
+        "lr": run.setting("optim.lr"),
+        "batch_size": run.setting("train.batch_size"),
+        "depth": run.setting("model.depth"),
+    }
+
+
+def _ok_seeds(run: Run, variant: str) -> int:
+    return sum(s.get("status") == "ok" for s in run.result["variants"][variant]["seeds"].values())
+
+
+def _stat(run: Run, variant: str, metric: str) -> tuple[float, float]:
+    stat = run.result["variants"][variant]["test"].get(metric, {})
+    return nan_if_none(stat.get("mean")), nan_if_none(stat.get("sem"))
+
+
+def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFrame:
+    """Records in, numbers out: one row per model and convolution of ``table`` (a classification or denoising
+    table: its runs' task decides the metrics)."""
+    entries = table_entries(runs, table)
+    if not entries:
+        return pd.DataFrame()
+    task = entries[0][0].result["task"]
+    rows = []
+    for run, variant in entries:
+        r, conv = run.result, run.conv(variant)
+        row = {
+            "profile": r.get("profile") or "",
+            "model": r["model"],
+            "data": r["data"],
+            "kernel": int(r["kernel_size"]),
+            "conv": conv,
+            "den": den_text(run, variant),
+            "evals": r["search"]["evaluations"] if r.get("search") and variant != "standard" else pd.NA,
+            "seeds": _ok_seeds(run, variant),
+            "diverged": int(r["variants"][variant]["diverged"]),
+        }
+        for metric, _, _ in METRICS[task]:
+            row[f"{metric}_mean"], row[f"{metric}_sem"] = _stat(run, variant, metric)
+        row["ms_per_step"] = 1e3 * nan_if_none(r["variants"][variant]["seconds_per_step"])
+        row["run"], row["_group"] = run.key, _group(run)
+        rows.append(row)
+    frame = _with_overhead(pd.DataFrame(rows))
+    paper = {f"paper_{PAPER_METRIC[task]}": PAPER_METRIC[task], "paper_overhead_pct": "overhead"}
+    for column, metric in paper.items():
+        frame[column] = [
+            _paper_number(reference, table, row.data, row.model, row.conv, metric) for row in frame.itertuples()
+        ]
+    return _ordered(frame, list(paper))
+
+
+def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:
+    """Records in, numbers out: one row per kernel size, hyperparameter setting and weighted convolution. The
+    standard side is the run's own baseline (same seeds, same process), else a standard run of the same setting."""
+    table, rows = "density_study", []
+    entries = table_entries(runs, table)
+    standard = {_group(run): (run, v) for run, v in entries if v == "standard"}
+    for run, variant in entries:
+        if variant == "standard":
+            continue
+        r = run.result
+        base = (run, "standard") if "standard" in r["variants"] else standard.get(_group(run))
+        std_mean, std_sem = _stat(*base, "loss") if base else (float("nan"), float("nan"))
+        w_mean, w_sem = _stat(run, variant, "loss")
+        w_step = nan_if_none(r["variants"][variant]["seconds_per_step"])
+        std_step = nan_if_none(base[0].result["variants"][base[1]]["seconds_per_step"]) if base else float("nan")
+        rows.append(
+            {
+                "profile": r.get("profile") or "",
+                "model": r["model"],
+                "data": r["data"],
+                "kernel": int(r["kernel_size"]),
+                **study_setting(run),
+                "conv": run.conv(variant),
+                "standard_loss_mean": std_mean,
+                "standard_loss_sem": std_sem,
+                "weighted_loss_mean": w_mean,
+                "weighted_loss_sem": w_sem,
+                "reduction_pct": 100 * (std_mean - w_mean) / std_mean,
+                "den": den_text(run, variant),
+                "evals": r["search"]["evaluations"] if r.get("search") else pd.NA,
+                "seeds": _ok_seeds(run, variant),
+                "overhead_pct": 100 * (w_step / std_step - 1),
+                "paper_reduction_pct": _paper_number(
+                    reference, table, r["data"], r["model"], run.conv(variant), "reduction"
+                ),
+                "paper_overhead_pct": _paper_number(
+                    reference, table, r["data"], r["model"], run.conv(variant), "overhead"
+                ),
+                "run": run.key,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["evals"] = frame["evals"].astype("Int64")
+    return frame
+
+
+def _with_overhead(frame: pd.DataFrame) -> pd.DataFrame:
+    """Overhead in % of each row's time per step against the standard row of its group (blank without one)."""
+    standard = frame[frame["conv"] == "standard"].drop_duplicates("_group").set_index("_group")["ms_per_step"]
+    base = frame["_group"].map(lambda g: standard.get(g, np.nan))
+    frame["overhead_pct"] = np.where(frame["conv"] == "standard", np.nan, 100 * (frame["ms_per_step"] / base - 1))
+    frame["evals"] = frame["evals"].astype("Int64")
+    return frame.drop(columns="_group")
+
+
+def _ordered(frame: pd.DataFrame, paper_columns: list[str]) -> pd.DataFrame:
+    """The CSV's column order: identification, metrics, time, papers, provenance."""
+    rest = [c for c in frame.columns if c not in paper_columns and c != "run"]
+    return frame[rest + paper_columns + ["run"]]
+
+
+def _paper_number(reference: pd.DataFrame, table: str, data: str, model: str, conv: str, metric: str) -> float:
+    row = paper_value(reference, table, data, model, conv, metric)
+    return float(row["value"]) if row is not None else float("nan")

@@ -1,0 +1,415 @@
+"""Figures from recorded runs: each function takes loaded records and returns a matplotlib Figure.
+
+Figures are built with the object-oriented API (``matplotlib.figure.Figure``), so they need no GUI backend and
+leave pyplot's state alone; ``make_all`` writes every figure the records allow as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from wconv.reporting.aggregate import study_setting, table_entries
+from wconv.reporting.collect import CONV_ORDER, Run, find_runs
+
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 100}
+CONV_COLOURS = {"standard": "tab:gray", "direct-L": "tab:blue", "fixed": "tab:green", "learned": "tab:orange"}
+MARKERS = "osD^v<>"  # hollow and distinct, so that equal densities of several runs stay visible
+OBJECTIVE_LABELS = {
+    "val_loss": "validation loss",
+    "error": "validation error (1 - top-1)",
+    "neg_psnr": "validation -PSNR (dB)",
+}
+VAL_METRICS = {
+    "classification": ("val_acc1", "validation top-1 accuracy (%)"),
+    "denoising": ("val_psnr", "validation PSNR (dB)"),
+}
+
+
+def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw under the project's style (text sizes are read when artists are made, so around the whole body)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(
+    ncols: int = 1, nrows: int = 1, width: float = 3.2, height: float = 2.8, margin: float = 0.0, **kwargs
+) -> tuple[Figure, np.ndarray]:
+    """Panels of ``width`` x ``height`` inches, plus ``margin`` inches on the right for a figure legend."""
+    fig = Figure(figsize=(width * ncols + margin, height * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def _grid(n: int, max_cols: int = 4, **kwargs) -> tuple[Figure, list]:
+    """A figure of ``n`` panels in rows of at most ``max_cols``; unused panels are hidden."""
+    ncols = min(n, max_cols)
+    fig, axes = _figure(ncols, math.ceil(n / ncols), **kwargs)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:n])
+
+
+def alfa(den: list[float]) -> np.ndarray:
+    """The 1-D profile ``[den..., 1, reversed(den)...]`` (outermost value first), as the operator builds it."""
+    den = [float(v) for v in den]
+    return np.array(den + [1.0] + den[::-1])
+
+
+def label(run: Run, sep: str = ", ") -> str:
+    """``model / data (kxk)``, with the setting for density-study runs: how a run is named in legends and titles."""
+    r = run.result
+    text = f"{r['model']} / {r['data']} ({r['kernel_size']}x{r['kernel_size']})"
+    if run.table == "density_study":
+        setting = study_setting(run)
+        text += sep + ", ".join(f"{k.removesuffix('_size')} {v}" for k, v in setting.items() if v is not None)
+    return text
+
+
+def searched(runs: list[Run]) -> list[Run]:
+    """Runs whose density was found by DIRECT-L or fixed: those with an optimal density to draw."""
+    return [r for r in runs if r.result.get("best_den")]
+
+
+def split_study(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(runs of the classification and denoising tables, runs of the density study): drawn apart."""
+    study = [r for r in runs if r.table == "density_study"]
+    return [r for r in runs if r not in study], study
+
+
+def learned_den(run: Run) -> np.ndarray | None:
+    """Per-layer learned densities averaged over the final seeds (layers x values), or None."""
+    per_seed = [t["densities"] for t in run.trainings.values() if t.get("densities") and t.get("status") == "ok"]
+    if not per_seed:
+        return None
+    layers = sorted(per_seed[0])
+    return np.mean([[np.ravel(d[layer]) for layer in layers] for d in per_seed], axis=0)
+
+
+@styled
+def density_profiles(runs: list[Run]) -> Figure:
+    """alfa against the kernel tap, one panel per kernel size: searched densities solid, learned ones dashed."""
+    drawn = [(r, r.result.get("best_den"), learned_den(r)) for r in runs]
+    drawn = [(r, den, layers) for r, den, layers in drawn if den or layers is not None]
+    sizes = sorted({int(r.result["kernel_size"]) for r, _, _ in drawn})
+    fig, axes = _grid(len(sizes), width=3.4, height=3.0, margin=3.6)
+    for ax, k in zip(axes, sizes, strict=True):
+        taps = np.arange(k) - k // 2
+        ax.axhline(1.0, color="0.6", lw=0.8, ls=":", label="standard (alfa = 1)")
+        for i, (run, den, layers) in enumerate(drawn):
+            if int(run.result["kernel_size"]) != k:
+                continue
+            if den:
+                name = f"{label(run)}, {run.conv('weighted')}"
+                ax.plot(taps, alfa(den), marker=MARKERS[i % len(MARKERS)], mfc="none", color=f"C{i}", label=name)
+            else:
+                curves = np.array([alfa(layer) for layer in layers])
+                name = f"{label(run)}, learned\n(layer mean; band: range over layers)"
+                ax.plot(taps, curves.mean(axis=0), ls="--", marker=".", color=f"C{i}", label=name)
+                ax.fill_between(taps, curves.min(axis=0), curves.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
+        ax.set(title=f"{k}x{k} kernels", xlabel="kernel tap offset (pixels)", ylabel="alfa (weight multiplier)")
+        ax.set_xticks(taps)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), loc="outside right center", frameon=False)
+    fig.suptitle("Density profiles: alfa = [den, 1, reversed(den)]")
+    return fig
+
+
+@styled
+def phi_heatmaps(runs: list[Run]) -> Figure:
+    """phi = outer(alfa, alfa) of each searched or fixed density; the colour scale is centred on 1 (standard)."""
+    runs = searched(runs)
+    phis = [np.outer(alfa(r.result["best_den"]), alfa(r.result["best_den"])) for r in runs]
+    spread = max(float(np.abs(p - 1.0).max()) for p in phis) or 1.0
+    fig, axes = _grid(len(runs), width=2.7, height=3.3)
+    for ax, run, phi in zip(axes, runs, phis, strict=True):
+        image = ax.imshow(phi, cmap="RdBu_r", vmin=1.0 - spread, vmax=1.0 + spread)
+        k = phi.shape[0]
+        for (i, j), value in np.ndenumerate(phi):
+            colour = "white" if abs(value - 1.0) > 0.6 * spread else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7 if k < 7 else 5.5, color=colour)
+        offsets = np.arange(k) - k // 2
+        ax.set_xticks(range(k), offsets)
+        ax.set_yticks(range(k), offsets)
+        title = label(run, sep="\n") + f"\nden = {_den(run.result['best_den'])}"
+        ax.set(title=title, xlabel="tap offset x", ylabel="tap offset y")
+    fig.colorbar(image, ax=axes, label="phi (weight multiplier)", shrink=0.8)
+    fig.suptitle("Density phi of the optimal convolutions (1 = standard)")
+    return fig
+
+
+def _den(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
+def _den_axis(i: int, n: int) -> str:
+    return f"den[{i}]" + (" (outermost)" if i == 0 else " (innermost)" if i == n - 1 else "")
+
+
+def _objective_label(run: Run) -> str:
+    return OBJECTIVE_LABELS.get(run.setting("search.objective", "val_loss"), "objective")
+
+
+@styled
+def search_trace(run: Run) -> Figure:
+    """The DIRECT-L evaluations in order: objective, best so far, and diverged trainings at the top edge."""
+    rows = pd.DataFrame(run.evaluations)
+    ok = rows[rows["status"] == "ok"]
+    fig, axes = _figure(width=4.8, height=3.0)
+    ax = axes[0, 0]
+    best = rows["objective"].where(rows["status"] == "ok").cummin().ffill()
+    ax.step(rows["index"] + 1, best, where="post", color="tab:blue", label="best so far")
+    ax.scatter(ok["index"] + 1, ok["objective"], color="tab:blue", s=18, zorder=3, label="evaluation")
+    top = run.result["search"]
+    ax.scatter(
+        [top["index"] + 1],
+        [top["objective"]],
+        marker="*",
+        s=140,
+        color="gold",
+        edgecolor="k",
+        zorder=4,
+        label=f"optimum, den = {_den(top['den'])}",
+    )
+    diverged = rows[rows["status"] != "ok"]
+    if not diverged.empty:
+        ax.scatter(
+            diverged["index"] + 1,
+            [1.0] * len(diverged),
+            transform=ax.get_xaxis_transform(),
+            marker="x",
+            color="tab:red",
+            clip_on=False,
+            label="diverged (top edge)",
+        )
+    ax.set(xlabel="evaluation", ylabel=_objective_label(run), title=f"DIRECT-L search\n{label(run)}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="best")
+    return fig
+
+
+@styled
+def objective_landscape(run: Run) -> Figure:
+    """The objective over the density: a scatter for one value, colour for two, pairwise panels for three."""
+    rows = [e for e in run.evaluations if e["status"] == "ok"]
+    best = np.asarray(run.result["search"]["den"], dtype=float)
+    n = len(best)
+    den = np.array([e["den"] for e in rows], dtype=float).reshape(-1, n)
+    value = np.array([e["objective"] for e in rows], dtype=float)
+    pairs = [(0, 1)] if n == 2 else [(0, 1), (0, 2), (1, 2)] if n == 3 else []
+    fig, axes = _figure(max(1, len(pairs)), width=4.4 if n < 3 else 3.4, height=3.4)
+    name = _objective_label(run)
+    if n == 1:
+        ax = axes[0, 0]
+        order = np.argsort(den[:, 0])
+        ax.plot(den[order, 0], value[order], color="0.7", lw=0.8, zorder=1)
+        ax.scatter(den[:, 0], value, s=20, zorder=2, label="evaluation")
+        ax.scatter(
+            best,
+            [run.result["search"]["objective"]],
+            marker="*",
+            s=140,
+            color="gold",
+            edgecolor="k",
+            zorder=3,
+            label="optimum",
+        )
+        ax.axvline(1.0, color="0.6", ls=":", lw=0.8, label="standard (den = 1)")
+        ax.set(xlabel="den[0]", ylabel=name)
+        ax.legend(loc="best")
+    for ax, (i, j) in zip(axes[0], pairs, strict=False):
+        points = ax.scatter(den[:, i], den[:, j], c=value, cmap="viridis", s=28, edgecolor="k", linewidth=0.3)
+        ax.scatter(
+            best[i], best[j], marker="*", s=160, facecolor="none", edgecolor="red", linewidth=1.2, label="optimum"
+        )
+        ax.set(xlabel=_den_axis(i, n), ylabel=_den_axis(j, n))
+        ax.legend(loc="best")
+    if pairs:
+        fig.colorbar(points, ax=axes[0].tolist(), label=name, shrink=0.85)
+    fig.suptitle(f"Search objective over den\n{label(run)}")
+    return fig
+
+
+def _curves(run: Run, variant: str, key: str) -> pd.DataFrame:
+    """History column ``key`` of each final seed of ``variant``: one column per seed, indexed by epoch."""
+    histories = [pd.DataFrame(t["history"]) for t in run.trainings.values() if t.get("variant") == variant]
+    columns = [h.set_index("epoch")[key] for h in histories if key in h.columns]
+    return pd.concat(columns, axis=1) if columns else pd.DataFrame()
+
+
+@styled
+def training_curves(runs: list[Run]) -> Figure:
+    """Validation loss and metric per epoch of each model's convolutions: mean over seeds, band ± standard error."""
+    groups: dict[tuple, list[tuple[Run, str]]] = {}
+    for table in sorted({r.table for r in runs} - {"density_study"}):
+        for run, variant in table_entries(runs, table):
+            r = run.result
+            groups.setdefault((r["task"], r["model"], r["data"], r["kernel_size"]), []).append((run, variant))
+    fig, axes = _figure(len(groups), 2, width=3.4, height=2.6, sharex="col")
+    for col, ((task, *_), entries) in enumerate(sorted(groups.items())):
+        metric, metric_label = VAL_METRICS[task]
+        for row, (key, ylabel) in enumerate([("val_loss", "validation loss (log scale)"), (metric, metric_label)]):
+            ax = axes[row, col]
+            for run, variant in entries:
+                conv = run.conv(variant)
+                seeds = _curves(run, variant, key)
+                if seeds.empty:
+                    continue
+                curve = pd.DataFrame({"mean": seeds.mean(axis=1), "sem": seeds.sem(axis=1).fillna(0.0)})
+                colour = CONV_COLOURS[conv]
+                ax.plot(
+                    curve.index,
+                    curve["mean"],
+                    marker=".",
+                    color=colour,
+                    label=f"{conv} (n={seeds.shape[1]})",
+                )
+                ax.fill_between(
+                    curve.index,
+                    curve["mean"] - curve["sem"],
+                    curve["mean"] + curve["sem"],
+                    color=colour,
+                    alpha=0.2,
+                    lw=0,
+                )
+            ax.set(ylabel=ylabel, xlabel="epoch" if row == 1 else None, yscale="log" if row == 0 else "linear")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0, col].set_title(label(entries[0][0]))
+        axes[0, col].legend(loc="best")
+    fig.suptitle("Training curves (final trainings, mean ± s.e. over seeds)")
+    return fig
+
+
+@styled
+def overhead_bars(bench: pd.DataFrame) -> Figure:
+    """Time ratio weighted / standard per benchmark case: training, inference, and inference after folding."""
+    series = [("train_ratio", "training step"), ("infer_ratio", "inference"), ("folded_ratio", "inference, folded")]
+    series = [(c, n) for c, n in series if c in bench.columns]
+    x = np.arange(len(bench))
+    width = 0.8 / len(series)
+    fig, axes = _figure(width=max(5.0, 0.6 * len(bench)), height=3.2)
+    ax = axes[0, 0]
+    for i, (column, name) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, bench[column], width, label=name)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="standard (ratio 1)")
+    ax.set_xticks(x, bench["case"], rotation=30, ha="right")
+    ax.set(
+        ylabel="time ratio, weighted / standard",
+        ylim=(0, max(1.3, float(bench[[c for c, _ in series]].max().max()) * 1.1)),
+    )
+    setup = ", ".join(
+        f"{k}: {', '.join(map(str, sorted(set(bench[k]))))}" for k in ("device", "threads", "repeats") if k in bench
+    )
+    ax.set_title(f"Overhead of the weighted convolution ({setup})")
+    fig.legend(loc="outside lower center", ncols=len(series) + 1, frameon=False)
+    return fig
+
+
+def psnr(reference: np.ndarray, image: np.ndarray) -> float:
+    """PSNR in dB of ``image`` against ``reference`` (both in [0, 1])."""
+    mse = float(np.mean((np.asarray(image, dtype=np.float64) - reference) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _show(ax, image: np.ndarray, title: str) -> None:
+    picture = np.clip(np.moveaxis(image, 0, -1), 0, 1)
+    ax.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title)
+    ax.set_axis_off()
+
+
+@styled
+def denoising_examples(runs: list[Run]) -> Figure:
+    """One row per denoising model: clean, noisy, and each convolution's output, PSNR in the titles."""
+    rows: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
+    for table in sorted({r.table for r in runs if r.result["task"] == "denoising"}):
+        for run, variant in table_entries(runs, table):
+            if (example := run.example(variant)) is not None:
+                r = run.result
+                rows.setdefault((r["model"], r["data"], r["kernel_size"], label(run)), {})[run.conv(variant)] = example
+    ncols = 2 + max(len(v) for v in rows.values())
+    fig, axes = _figure(ncols, len(rows), width=2.0, height=2.2)
+    for ax_row, ((*_, name), examples) in zip(axes, sorted(rows.items()), strict=True):
+        first = next(iter(examples.values()))
+        clean = first["clean"]
+        _show(ax_row[0], clean, f"{name}\nclean")
+        _show(ax_row[1], first["noisy"], f"noisy\n{psnr(clean, first['noisy']):.2f} dB")
+        for ax, conv in zip(ax_row[2:], [c for c in CONV_ORDER if c in examples], strict=False):
+            _show(ax, examples[conv]["denoised"], f"{conv}\n{psnr(clean, examples[conv]['denoised']):.2f} dB")
+        for ax in ax_row[2 + len(examples) :]:
+            ax.set_axis_off()
+    fig.suptitle("Denoising examples (first test image, first final seed)")
+    return fig
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    return paths
+
+
+def _unless(present: object, reason: str) -> str | None:
+    """None when the records for a figure are present, else the reason printed for skipping it."""
+    return None if present else reason
+
+
+def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Path]:
+    """Write every figure the records under ``runs_root`` (and the benchmark CSV) allow; skip the others, saying why."""
+    runs = find_runs(runs_root)
+    bench = pd.read_csv(bench_csv) if bench_csv is not None and Path(bench_csv).exists() else None
+    tabled, study = split_study(runs)
+    examples = [r for r in tabled if r.result["task"] == "denoising" and (r.path / "examples").is_dir()]
+    no_density = "no searched, fixed or learned density recorded"
+    jobs: list[tuple[str, Callable[[], Figure], str | None]] = []
+    for suffix, group in (("", tabled), ("-density_study", study)):
+        has_density = searched(group) or any(learned_den(r) is not None for r in group)
+        jobs += [
+            (f"density_profiles{suffix}", functools.partial(density_profiles, group), _unless(has_density, no_density)),
+            (f"phi_heatmaps{suffix}", functools.partial(phi_heatmaps, group), _unless(searched(group), no_density)),
+        ]
+    jobs += [
+        (
+            "training_curves",
+            functools.partial(training_curves, tabled),
+            _unless(tabled, "no classification or denoising run"),
+        ),
+        (
+            "overhead",
+            functools.partial(overhead_bars, bench),
+            _unless(bench is not None, f"no benchmark CSV at {bench_csv} (make bench)"),
+        ),
+        (
+            "denoising_examples",
+            functools.partial(denoising_examples, tabled),
+            _unless(examples, "no denoising example recorded"),
+        ),
+    ]
+    for run in (r for r in runs if r.evaluations and r.result.get("search")):
+        slug = run.key.replace("/", "-")
+        jobs += [
+            (f"search_trace-{slug}", functools.partial(search_trace, run), None),
+            (f"objective_landscape-{slug}", functools.partial(objective_landscape, run), None),
+        ]
+    if not runs:
+        print(f"no finished run (result.json) under {runs_root}: only the benchmark figure can be drawn")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw, missing in jobs:
+        if missing:
+            print(f"skip {name}: {missing}")
+            continue
+        paths += _save(draw(), out_dir, name)
+    return paths

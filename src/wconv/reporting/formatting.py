@@ -1,0 +1,123 @@
+"""From the numbers of a results table to what a reader sees: mean ± se, units, the papers' qualifiers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from wconv.reporting.aggregate import METRICS, PAPER_METRIC, aggregate, density_study, paper_value
+from wconv.reporting.collect import Run
+
+SMOKE_NOTE = (
+    "SMOKE PROFILE: NOT comparable with the papers (tiny models, stand-in data, a few epochs); "
+    "it checks the pipeline, not the method."
+)
+CAPTIONS = {
+    "classification": "Classification: test accuracy per model and convolution.",
+    "denoising": "Denoising: test PSNR and SSIM per model and convolution, beside the noisy input's PSNR.",
+    "density_study": "Density study (P1): test loss of the standard and the weighted convolution per setting.",
+}
+FOOTNOTES = [
+    "Metrics: mean ± standard error over the final seeds (no error with one seed).",
+    "overhead: median time per training step against the standard convolution of the same model, data and setting.",
+    "den: the density found by DIRECT-L or fixed, outermost value first; ~: learned, mean over layers and seeds.",
+]
+
+
+@dataclass
+class Table:
+    """A results table: its numbers (the CSV), the formatted view (markdown, LaTeX) and what a reader must know."""
+
+    name: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+    caption: str
+    footnotes: list[str]
+    smoke: bool
+
+
+def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
+    """The table named ``table`` from ``runs``, or None when no run belongs to it."""
+    frame = density_study(runs, reference) if table == "density_study" else aggregate(runs, table, reference)
+    if frame.empty:
+        return None
+    cited = reference[reference["table"] == table].drop_duplicates("paper")
+    sources = [f"paper ({row.paper}): {row.source}." for row in cited.itertuples()]
+    caption = CAPTIONS.get(table, f"{table}: test metrics per model and convolution.")
+    smoke = bool((frame["profile"] != "paper").any())
+    return Table(table, frame, display(frame, table, reference), caption, FOOTNOTES + sources, smoke)
+
+
+def mean_se(mean: float, sem: float, decimals: int) -> str:
+    """``12.34 ± 0.56``; the mean alone for one seed; ``diverged`` when no seed finished."""
+    if math.isnan(mean):
+        return "diverged"
+    return f"{mean:.{decimals}f}" + (f" ± {sem:.{decimals}f}" if not math.isnan(sem) else "")
+
+
+def _signed(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:+.1f}"
+
+
+def _plain(value: object) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _seeds(row: pd.Series) -> str:
+    diverged = int(row.get("diverged", 0))
+    return f"{row['seeds']}" + (f" (+{diverged} diverged)" if diverged else "")
+
+
+def _paper(reference: pd.DataFrame, table: str, row: pd.Series, metric: str) -> str:
+    ref = paper_value(reference, table, row["data"], row["model"], row["conv"], metric)
+    return "" if ref is None else f"{ref['qualifier']} {ref['value']:g}".strip()
+
+
+def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame) -> pd.DataFrame:
+    """The formatted view of a table's numbers: one string per cell, blank where there is nothing to say."""
+    view = _study_row if table == "density_study" else _task_row
+    return pd.DataFrame([view(row, table, reference) for _, row in frame.iterrows()])
+
+
+def _task_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, str]:
+    task = "classification" if "acc1_mean" in row else "denoising"
+    out = {
+        "model": row["model"],
+        "data": row["data"],
+        "kernel": f"{row['kernel']}x{row['kernel']}",
+        "conv": row["conv"],
+        "den": row["den"],
+        "evals": _plain(row["evals"]),
+        "seeds": _seeds(row),
+    }
+    for metric, title, decimals in METRICS[task]:
+        out[title] = mean_se(row[f"{metric}_mean"], row[f"{metric}_sem"], decimals)
+    paper_title = "paper " + next(title for metric, title, _ in METRICS[task] if metric == PAPER_METRIC[task])
+    out["ms/step"] = f"{row['ms_per_step']:.1f}"
+    out["overhead (%)"] = _signed(row["overhead_pct"])
+    out[paper_title] = _paper(reference, table, row, PAPER_METRIC[task])
+    out["paper overhead (%)"] = _paper(reference, table, row, "overhead")
+    return out
+
+
+def _study_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, str]:
+    return {
+        "model": row["model"],
+        "data": row["data"],
+        "kernel": f"{row['kernel']}x{row['kernel']}",
+        "lr": _plain(row["lr"]),
+        "batch": _plain(row["batch_size"]),
+        "depth": _plain(row["depth"]),
+        "conv": row["conv"],
+        "standard loss": mean_se(row["standard_loss_mean"], row["standard_loss_sem"], 4),
+        "weighted loss": mean_se(row["weighted_loss_mean"], row["weighted_loss_sem"], 4),
+        "loss reduction (%)": _signed(row["reduction_pct"]),
+        "den": row["den"],
+        "evals": _plain(row["evals"]),
+        "seeds": _seeds(row),
+        "overhead (%)": _signed(row["overhead_pct"]),
+        "paper loss reduction (%)": _paper(reference, table, row, "reduction"),
+        "paper overhead (%)": _paper(reference, table, row, "overhead"),
+    }
