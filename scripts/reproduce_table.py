@@ -4,6 +4,7 @@ python scripts/reproduce_table.py --profile smoke            # offline stand-ins
 python scripts/reproduce_table.py --profile paper            # full scale (a GPU, or --launcher slurm)
 python scripts/reproduce_table.py --dry-run                  # list the runs and which are done
 python scripts/reproduce_table.py -- final.seeds=[0,1,2,3,4] # extra Hydra overrides for every run
+WCONV_SBATCH_ARGS="--gres=none --mem=3G" python scripts/reproduce_table.py --launcher slurm  # sbatch options
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def main() -> int:
     if args.launcher == "local":
         sweep.run_local(jobs, root, extra)
     else:
-        from wconv.slurm import run_slurm
+        from wconv.slurm import SlurmError, run_slurm
 
-        run_slurm(jobs, root, extra)
+        try:
+            run_slurm(jobs, root, extra)
+        except SlurmError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     from wconv.reporting.tables import write_tables
 
     for path in write_tables(root, args.out):

@@ -1,14 +1,16 @@
 """End-to-end checks on a real SLURM cluster: slurm/train.sbatch, slurm/array.sbatch, Hydra multirun through the
-hydra/launcher=slurm_ci preset, and USR2 checkpoint, requeue and resume.
+hydra/launcher=slurm_ci preset, USR2 checkpoint, requeue and resume, wconv.slurm.run_slurm (make reproduce-table
+LAUNCHER=slurm) and a data-parallel training of two processes under train.sbatch.
 
 They need a running cluster (`scripts/slurm-cluster start`, found through SLURM_CONF or /tmp/wconv-slurm.env) and
 are skipped otherwise. Most run the seconds-long stand-in tests/slurm_app/app.py (through WCONV_TRAIN_CMD); the
-last one runs a tiny real search of `python -m wconv.train`.
+others run tiny real trainings of `python -m wconv.train`.
 """
 
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import pickle
 import re
@@ -164,10 +166,12 @@ def test_array_runs_one_task_per_override_line(slurm_env, jobs, tmp_path):
 
 
 @contextlib.contextmanager
-def multirun(sweep_dir: Path, overrides: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """A Hydra multirun of the stand-in app through hydra/launcher=slurm_ci (it blocks until its jobs end); on the
-    way out the launcher is killed and its jobs are cancelled if they are still there."""
-    command = [sys.executable, APP, "-m", "hydra/launcher=slurm_ci", f"hydra.sweep.dir={sweep_dir}", *overrides]
+def multirun(
+    sweep_dir: Path, overrides: list[str], env: dict[str, str], app: tuple[str, ...] = (APP,)
+) -> Iterator[subprocess.Popen]:
+    """A Hydra multirun of the stand-in app (or ``app``) through hydra/launcher=slurm_ci (it blocks until its jobs
+    end); on the way out the launcher is killed and its jobs are cancelled if they are still there."""
+    command = [sys.executable, *app, "-m", "hydra/launcher=slurm_ci", f"hydra.sweep.dir={sweep_dir}", *overrides]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         yield process
@@ -250,3 +254,127 @@ def test_usr2_requeues_a_real_wconv_search_and_it_resumes(slurm_env, jobs, tmp_p
     assert len((run_dir / "evaluations.jsonl").read_text().splitlines()) == 3  # none evaluated twice
     assert (run_dir / "result.json").exists()
     assert "requeueing job" in log.read_text()
+
+
+# Tiny real trainings of wconv.train on the bundled digits: seconds each (OMP_NUM_THREADS=1: the node's 2 CPUs are
+# shared by two jobs).
+TINY = ["model=vgg11", "data=digits", "train.epochs=1", "final.seeds=[0]", "final.baseline=false"]
+TINY += ["logger=none", "progress=false", "data.limit_train=64", "data.limit_eval=32"]
+
+
+@pytest.fixture
+def real_env(slurm_env: dict[str, str]) -> dict[str, str]:
+    """The cluster's environment for the real wconv.train (no stand-in), one thread per job."""
+    env = {key: value for key, value in slurm_env.items() if key != "WCONV_TRAIN_CMD"}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.timeout(240)
+def test_run_slurm_runs_the_unfinished_matrix_as_one_array_then_skips_it(real_env, tmp_path, monkeypatch, caplog):
+    """make reproduce-table LAUNCHER=slurm: the runs go through SLURM into sweep.run_dir's folders, a failed one is
+    named with its log, and a second call submits nothing."""
+    import wconv.slurm
+    from wconv import sweep
+    from wconv.slurm import SlurmError, run_slurm
+
+    for key in ("SLURM_CONF", "WANDB_MODE", "OMP_NUM_THREADS", "WCONV_VENV"):
+        if key in real_env:
+            monkeypatch.setenv(key, real_env[key])
+    monkeypatch.delenv("WCONV_TRAIN_CMD", raising=False)
+    good = [
+        sweep.Job("standard", ("density=standard",)),
+        sweep.Job("fixed", ("density=fixed", "density.den=[0.7]")),
+    ]
+    bad = sweep.Job("no_den", ("density=fixed",))  # composes, then wconv.train refuses it: exit 2
+    options = {"sbatch_args": ["--gres=none", "--cpus-per-task=1", "--mem=2G", "--time=10"], "poll_s": 0.5}
+    root = tmp_path / "runs"
+    caplog.set_level("INFO", logger="wconv.slurm")
+    try:
+        with pytest.raises(SlurmError) as failure:
+            run_slurm([*good, bad], root, TINY, timeout_s=200, **options)
+    finally:
+        record = root / ".slurm" / "array.json"
+        if record.exists():  # nothing may outlive the test
+            subprocess.run(["scancel", json.loads(record.read_text())["job"]], env=real_env, timeout=30)
+    message = str(failure.value)
+    array = json.loads((root / ".slurm" / "array.json").read_text())["job"]
+    assert message.startswith("1 of 3 SLURM runs failed: no_den (task ") and "\n" not in message
+    assert f"{array}_2, FAILED 2:0, log {root}/.slurm/{array}_2.out" in message, message
+    assert "error: density=fixed needs density.den" in (root / ".slurm" / f"{array}_2.out").read_text()
+    lines = (root / ".slurm").glob("overrides-*.txt").__next__().read_text().splitlines()
+    dirs = [sweep.run_dir(job, root, sweep.compose_job(job, TINY)) for job in good]
+    assert lines[1] == " ".join(["density=fixed", "density.den=[0.7]", *TINY, f"hydra.run.dir={dirs[1].resolve()}"])
+    results = [json.loads((d / "result.json").read_text()) for d in dirs]
+    assert [r["density"] for r in results] == ["standard", "fixed"] and results[1]["best_den"] == [0.7]
+    assert all(
+        0 <= r["variants"][v]["test"]["acc1"]["mean"] <= 100
+        for r, v in zip(results, ["standard", "weighted"], strict=True)
+    )
+
+    def must_not_submit(*args, **kwargs):
+        raise AssertionError("submitted again")
+
+    monkeypatch.setattr(wconv.slurm, "_submit", must_not_submit)
+    before = [(d / "result.json").stat().st_mtime_ns for d in dirs]
+    assert run_slurm(good, root, TINY, timeout_s=30, **options) == dirs
+    assert [(d / "result.json").stat().st_mtime_ns for d in dirs] == before
+    assert "every run is done: nothing to submit" in caplog.text
+
+
+def test_run_slurm_refuses_an_override_that_array_sbatch_would_split(tmp_path, monkeypatch):
+    """Checked before anything is submitted (no cluster needed): array.sbatch splits its lines on whitespace."""
+    from wconv import sweep
+    from wconv.slurm import SlurmError, run_slurm
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: the refusal must come first
+    with pytest.raises(SlurmError, match=r"^x: override \"name='a b'\" is empty or holds whitespace"):
+        run_slurm([sweep.Job("x", ("name='a b'",))], tmp_path / "runs", ["logger=none"])
+    with pytest.raises(SlurmError, match=r"^sbatch not found"):
+        run_slurm([sweep.Job("x", ("seed=1",))], tmp_path / "runs", ["logger=none"])
+
+
+def test_sweep_folder_names_are_single_valid_names():
+    """hydra.sweep.subdir: list values as they are; a path value escaped instead of nesting; long names cut."""
+    from wconv.train import safe_dirname
+
+    assert safe_dirname("density.den=[0.6],density=fixed") == "density.den=[0.6],density=fixed"
+    assert safe_dirname("data.root=/scratch/div2k,seed=1") == "data.root=%2Fscratch%2Fdiv2k,seed=1"
+    long = ",".join(f"key{i}=[{i},{i}]" for i in range(40))
+    name = safe_dirname(long)
+    assert len(name.encode()) <= 200 and name != safe_dirname(long.replace("key39", "key40"))
+
+
+@pytest.mark.timeout(150)
+def test_hydra_multirun_of_the_real_training_over_two_densities(real_env, tmp_path):
+    """python -m wconv.train -m over density.den=[0.6],[1.2] through hydra/launcher=slurm_ci: one folder per
+    density (list values make valid names), each with its result.json; Hydra gathers the objectives."""
+    sweep = tmp_path / "sweep"
+    overrides = ["hydra.launcher.mem_gb=2", "density=fixed", "density.den=[0.6],[1.2]", *TINY]
+    with multirun(sweep, overrides, real_env, app=("-m", "wconv.train")) as launcher:
+        output, _ = launcher.communicate(timeout=140)
+    assert launcher.returncode == 0, output
+    # one folder per point, named by Hydra's override_dirname: its sorted overrides (as submitit relays them)
+    folders = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(folders) == 2 and all("data=digits,density.den=[" in name for name in folders)
+    results = {name: json.loads((sweep / name / "result.json").read_text()) for name in folders}
+    assert [f"density.den=[{r['best_den'][0]}]," in name for name, r in results.items()] == [True, True]
+    assert sorted(r["best_den"] for r in results.values()) == [[0.6], [1.2]]
+    returns = gathered_returns(sweep)
+    assert sorted(returns) == sorted(r["objective"] for r in results.values())
+    assert all(math.isfinite(value) and value > 0 for value in returns)
+
+
+@pytest.mark.timeout(150)
+def test_train_sbatch_runs_one_training_data_parallel(real_env, jobs, tmp_path):
+    """WCONV_NPROC=2 (what --gres=gpu:2 sets through SLURM_GPUS_ON_NODE): train.sbatch starts torchrun with two
+    processes; on CPUs they use gloo, and rank 0 alone writes the records."""
+    run_dir = tmp_path / "run"
+    env = {**real_env, "WCONV_NPROC": "2"}
+    args = ["--cpus-per-task=2", "--mem=4G", f"--output={tmp_path}/%j.out", "slurm/train.sbatch"]
+    job = sbatch([*args, "density=fixed", "density.den=[0.7]", *TINY, f"hydra.run.dir={run_dir}"], env, jobs)
+    log = tmp_path / f"{job}.out"
+    assert wait_for_job(job, env, 140, log) == [("COMPLETED", 0)], log.read_text()
+    assert "torchrun --standalone --nproc_per_node=2 -m wconv.train" in log.read_text()
+    assert (run_dir / "train.log").read_text().count("data-parallel over 2 processes (gloo)") == 1
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["best_den"] == [0.7] and result["variants"]["weighted"]["seeds"]["0"]["status"] == "ok"

@@ -3,15 +3,21 @@
 Flow: config -> checks -> data -> [search: DIRECT-L proposes den, each evaluation trains from the same initial
 weights and data and returns a validation objective] -> final trainings of the density and the standard
 convolution over ``final.seeds`` on the test split -> ``result.json``. Every step is recorded atomically in
-the run directory, and running the same command again resumes where it stopped.
+the run directory, and running the same command again resumes where it stopped. Under ``torchrun`` the trainings
+run data-parallel (``wconv.distributed``): every rank runs this same flow, rank 0 alone writes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import statistics
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wconv import data as wdata
-from wconv import models
+from wconv import distributed, models
 from wconv.nn.density import parse_den
 from wconv.search import DEFAULT_BOUNDS, Evaluation, RecordMismatch, check_bounds, direct_l
 from wconv.tracking.records import fingerprint, read_json, write_json
@@ -34,6 +40,20 @@ log = logging.getLogger("wconv.train")
 OBJECTIVES = {"val_loss", "error", "neg_psnr"}
 # Keys that do not change what a run computes: a run directory may be resumed with other values of these.
 VOLATILE = ("logger", "device", "progress", "final.seeds")
+
+
+def safe_dirname(overrides: str, limit: int = 200) -> str:
+    """A sweep point's folder name (``hydra.sweep.subdir``) from its ``override_dirname``: ``/`` escaped (a path
+    value would nest folders) and, past ``limit`` bytes, cut and ended with a hash of the whole (Linux refuses
+    names over 255 bytes). List values such as ``density.den=[0.6]`` are valid names as they are."""
+    name = overrides.replace("/", "%2F")
+    if len(name.encode()) > limit:
+        digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
+        name = name.encode()[: limit - len(digest) - 1].decode(errors="ignore") + "-" + digest
+    return name
+
+
+OmegaConf.register_new_resolver("wconv.dirname", safe_dirname, replace=True)
 
 
 class ConfigError(ValueError):
@@ -120,8 +140,8 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig) -> None:
-    """Write the run's config and fingerprint, or check them against the ones already there."""
+def claim_run_dir(run_dir: Path, cfg: DictConfig, write: bool = True) -> None:
+    """Write the run's config and fingerprint (only if ``write``), or check them against the ones already there."""
     ident = identity(cfg)
     record = run_dir / "run.json"
     if record.exists():
@@ -132,6 +152,8 @@ def claim_run_dir(run_dir: Path, cfg: DictConfig) -> None:
                 f"{run_dir} holds a run of another configuration ({diffs}); "
                 "resume it with its own settings or choose another hydra.run.dir"
             )
+        return
+    if not write:
         return
     write_json(record, {"fingerprint": fingerprint(ident), "identity": ident})
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -152,9 +174,10 @@ class Runner:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, data: Any, tracker: Any) -> None:
         self.cfg, self.run_dir, self.data, self.tracker = cfg, run_dir, data, tracker
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.device = distributed.local_device(
+            torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
         )
+        self.progress = bool(cfg.progress) and distributed.is_main()
         self.optim, self.den_optim = _optim(cfg)
 
     def build_model(self, seed: int, den: Any, learn_den: bool) -> torch.nn.Module:
@@ -194,13 +217,13 @@ class Runner:
                 eval_split=split,
                 checkpoint=self.run_dir / "checkpoints" / f"{name}.pt",
                 on_epoch=lambda epoch, row: run.log(row, step=epoch),
-                progress=bool(self.cfg.progress),
+                progress=self.progress,
                 desc=name,
             )
             run.summary({f"{split}_{k}": v for k, v in result.metrics.items()} | {"status": result.status})
         finally:
             run.finish()
-        if split == "test" and self.data.task == "denoising" and result.status == "ok":
+        if split == "test" and self.data.task == "denoising" and result.status == "ok" and distributed.is_main():
             self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
         return result
 
@@ -230,16 +253,31 @@ def objective_of(name: str, metrics: dict[str, float]) -> float:
     return -metrics["psnr"]
 
 
+@contextmanager
+def search_record(path: Path) -> Iterator[Path]:
+    """The search's evaluations record: rank 0 appends to ``path``; other ranks replay a private copy of it."""
+    if distributed.is_main():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="wconv-rank") as scratch:
+        copy = Path(scratch) / path.name
+        if path.exists():
+            shutil.copyfile(path, copy)
+        yield copy
+
+
 def run_search(runner: Runner) -> dict[str, Any]:
     cfg = runner.cfg
     bounds = search_bounds(cfg)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=int(cfg.search.max_evals), desc="DIRECT-L", disable=None if cfg.progress else True)
+    bar = tqdm(total=int(cfg.search.max_evals), desc="DIRECT-L", disable=None if runner.progress else True)
 
     def evaluate(index: int, den: list[float]) -> Evaluation:
+        distributed.check_same(den, f"the density of evaluation {index}")  # NLopt runs on every rank
         res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
-        (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
+        if distributed.is_main():
+            (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
         if res.status != "ok":
             return Evaluation(float("nan"), "diverged", {"history": res.history})
         value = objective_of(cfg.search.objective, res.metrics)
@@ -247,25 +285,29 @@ def run_search(runner: Runner) -> dict[str, Any]:
 
     def report(index: int, row: dict) -> None:
         bar.update(1)
+        if not distributed.is_main():
+            return
         den = ", ".join(f"{v:.4g}" for v in row["den"])
         bar.write(
             f"eval {index + 1}/{cfg.search.max_evals} den=[{den}] {cfg.search.objective}={row['objective']:.5g} "
             f"({row['status']}, {row['seconds']:.1f} s)"
         )
 
-    best = direct_l(
-        evaluate,
-        bounds,
-        int(cfg.search.max_evals),
-        runner.run_dir / "evaluations.jsonl",
-        penalty=float(cfg.search.penalty),
-        ftol_rel=float(cfg.search.ftol_rel),
-        xtol_rel=float(cfg.search.xtol_rel),
-        on_result=report,
-    )
+    with search_record(runner.run_dir / "evaluations.jsonl") as record:
+        best = direct_l(
+            evaluate,
+            bounds,
+            int(cfg.search.max_evals),
+            record,
+            penalty=float(cfg.search.penalty),
+            ftol_rel=float(cfg.search.ftol_rel),
+            xtol_rel=float(cfg.search.xtol_rel),
+            on_result=report,
+        )
     bar.close()
-    for stale in (runner.run_dir / "checkpoints").glob("eval-*.pt"):
-        stale.unlink()
+    if distributed.is_main():
+        for stale in (runner.run_dir / "checkpoints").glob("eval-*.pt"):
+            stale.unlink()
     return best
 
 
@@ -285,20 +327,22 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
             path = runner.run_dir / "trainings" / f"{name}.json"
             if not path.exists():
                 res = runner.train_one(name, job_type, int(seed), den, learn_den, int(cfg.final.epochs), "test")
-                write_json(
-                    path,
-                    {
-                        "name": name,
-                        "variant": variant,
-                        "seed": int(seed),
-                        "den": den,
-                        "status": res.status,
-                        "test": res.metrics,
-                        "seconds_per_step": res.seconds_per_step,
-                        "history": res.history,
-                        "densities": res.densities if learn_den else {},
-                    },
-                )
+                if distributed.is_main():
+                    write_json(
+                        path,
+                        {
+                            "name": name,
+                            "variant": variant,
+                            "seed": int(seed),
+                            "den": den,
+                            "status": res.status,
+                            "test": res.metrics,
+                            "seconds_per_step": res.seconds_per_step,
+                            "history": res.history,
+                            "densities": res.densities if learn_den else {},
+                        },
+                    )
+                distributed.barrier()  # the other ranks read rank 0's record
             per_seed[int(seed)] = read_json(path)
         ok = [r for r in per_seed.values() if r["status"] == "ok"]
         keys = sorted({k for r in ok for k in r["test"]})
@@ -315,9 +359,11 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
 
 def run(cfg: DictConfig, run_dir: Path) -> float:
     validate(cfg)
-    data = wdata.build(cfg.data.name, **data_options(cfg))
+    with distributed.main_first():  # rank 0 downloads, if asked to, before the others read
+        data = wdata.build(cfg.data.name, **data_options(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
-    claim_run_dir(run_dir, cfg)
+    claim_run_dir(run_dir, cfg, write=distributed.is_main())
+    distributed.barrier()
     result_path = run_dir / "result.json"
     seeds = [int(s) for s in cfg.final.seeds]
     if result_path.exists() and read_json(result_path)["final_seeds"] == seeds:
@@ -327,7 +373,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
 
     tracker = (
         WandbTracker(cfg.logger.project, cfg.name, run_dir, cfg.logger.entity, cfg.logger.mode)
-        if cfg.logger.name == "wandb"
+        if cfg.logger.name == "wandb" and distributed.is_main()
         else NullTracker()
     )
     runner = Runner(cfg, run_dir, data, tracker)
@@ -366,7 +412,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         "variants": final,
         "fingerprint": fingerprint(identity(cfg)),
     }
-    write_json(result_path, result)
+    if distributed.is_main():
+        write_json(result_path, result)
     log.info(f"{run_dir}: done -> {result_path}")
     return float(objective)
 
@@ -374,11 +421,17 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if distributed.init():  # started by torchrun
+        distributed.quiet_other_ranks()
+        log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
     try:
         return run(cfg, run_dir)
     except (ConfigError, RecordMismatch, wdata.DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from wconv import metrics
+from wconv import distributed, metrics
 from wconv.nn import densities
 from wconv.tracking.records import load_checkpoint, save_checkpoint
 
@@ -163,7 +163,9 @@ def train(
     """Train ``model`` for ``epochs`` and evaluate on ``eval_split``; resume from ``checkpoint`` when it exists.
 
     Divergence (a non-finite training or validation loss) stops training and is reported, never raised. The
-    loss is summed on the device and read once per epoch, so the step has no host synchronisation.
+    loss is summed on the device and read once per epoch, so the step has no host synchronisation. Under torchrun
+    (``wconv.distributed``) each rank trains on its slice of every batch, rank 0 evaluates for all and alone
+    writes the checkpoint.
     """
     if epochs < 1:
         raise ValueError(f"the training budget must be at least 1 epoch, got {epochs}")
@@ -171,10 +173,12 @@ def train(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    net = distributed.wrap(model, device)  # the training forward; ``model`` itself is evaluated and saved
     steps = data.steps_per_epoch(batch_size)
     opts, step_scheds, epoch_scheds = make_optimizers(model, optim, density_optim, steps, epochs)
     history: list[dict] = []
     start_epoch = 0
+    distributed.barrier()  # rank 0 has finished writing the checkpoint the others may read
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -190,13 +194,16 @@ def train(
         range(start_epoch, epochs), desc=desc, leave=False, disable=None if progress else True, initial=start_epoch
     )
     for epoch in bar:
-        model.train()
+        net.train()
+        distributed.seed_epoch(seed, epoch)
         loss_sum = torch.zeros((), device=device)
         start = time.perf_counter()
         for x, y in data.train_batches(batch_size, seed, epoch, device):
+            total = x.shape[0]
+            x, y = distributed.shard(x, y)
             x = _to_model(x, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = _loss(data.task, model(x), y)
+                loss = _loss(data.task, net(x), y) * distributed.shard_weight(x.shape[0], total)  # 1.0 in one process
             for o in opts:
                 o.zero_grad(set_to_none=True)
             loss.backward()
@@ -207,7 +214,7 @@ def train(
             for sch in step_scheds:
                 sch.step()
             loss_sum += loss.detach()
-        train_loss = float(loss_sum) / steps  # the one synchronisation of the epoch
+        train_loss = distributed.average(float(loss_sum)) / steps  # the one synchronisation of the epoch
         seconds = time.perf_counter() - start
         for sch in epoch_scheds:
             sch.step()
@@ -215,7 +222,8 @@ def train(
         if not math.isfinite(train_loss):
             status = "diverged"
         else:
-            row.update({f"val_{k}": v for k, v in evaluate(model, data, "val", batch_size, device, amp).items()})
+            val = distributed.from_main(evaluate, model, data, "val", batch_size, device, amp)
+            row.update({f"val_{k}": v for k, v in val.items()})
             if not math.isfinite(row["val_loss"]):
                 status = "diverged"
         history.append(row)
@@ -224,7 +232,7 @@ def train(
             on_epoch(epoch + 1, row)
         if status != "ok":
             break
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             save_checkpoint(
                 checkpoint,
                 {
@@ -240,7 +248,7 @@ def train(
     per_step = [r["seconds"] / steps for r in history if "seconds" in r]
     if status != "ok":
         return TrainResult(status, {"loss": float("nan")}, history, statistics.median(per_step), densities(model))
-    final = evaluate(model, data, eval_split, batch_size, device, amp)
+    final = distributed.from_main(evaluate, model, data, eval_split, batch_size, device, amp)
     return TrainResult(
         status, final, history, statistics.median(per_step) if per_step else float("nan"), densities(model)
     )
