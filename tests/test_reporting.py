@@ -30,6 +30,7 @@ from wconv.reporting import (
 )
 from wconv.reporting.collect import finite
 from wconv.reporting.figures import make_all, objective_landscape, search_trace
+from wconv.reporting.formatting import mean_se
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -168,6 +169,12 @@ def test_reference_csv_has_the_abstracts_numbers(reference):
     assert {"paper", "table", "data", "model", "conv", "metric", "value", "source"} <= set(reference.columns)
     assert sorted(reference["value"]) == [5, 5, 11, 20.17, 22.63, 53, 56.89, 66.94]
     assert reference["source"].str.contains(r"arXiv 2505\.245(?:27|58) abstract").all()
+
+
+def test_mean_se_cells():
+    nan = float("nan")
+    cells = mean_se(1.234, 0.05, 2), mean_se(1.234, nan, 2), mean_se(nan, nan, 2)
+    assert cells == ("1.23 ± 0.05", "1.23", "diverged")
 
 
 def test_non_finite_strings_become_floats():

@@ -95,11 +95,17 @@ def _task_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, 
     for metric, title, decimals in METRICS[task]:
         out[title] = mean_se(row[f"{metric}_mean"], row[f"{metric}_sem"], decimals)
     paper_title = "paper " + next(title for metric, title, _ in METRICS[task] if metric == PAPER_METRIC[task])
-    out["ms/step"] = f"{row['ms_per_step']:.1f}"
+    out["ms/step"] = "" if pd.isna(row["ms_per_step"]) else f"{row['ms_per_step']:.1f}"
     out["overhead (%)"] = _signed(row["overhead_pct"])
     out[paper_title] = _paper(reference, table, row, PAPER_METRIC[task])
     out["paper overhead (%)"] = _paper(reference, table, row, "overhead")
     return out
+
+
+def _decimals(row: pd.Series) -> int:
+    """Decimals that show three significant digits of the smaller loss of a density-study row (at least 4)."""
+    smallest = min(abs(row["standard_loss_mean"]), abs(row["weighted_loss_mean"]))
+    return 4 if not 0 < smallest < 1 else max(4, 2 - math.floor(math.log10(smallest)))
 
 
 def _study_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, str]:
@@ -111,8 +117,8 @@ def _study_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str,
         "batch": _plain(row["batch_size"]),
         "depth": _plain(row["depth"]),
         "conv": row["conv"],
-        "standard loss": mean_se(row["standard_loss_mean"], row["standard_loss_sem"], 4),
-        "weighted loss": mean_se(row["weighted_loss_mean"], row["weighted_loss_sem"], 4),
+        "standard loss": mean_se(row["standard_loss_mean"], row["standard_loss_sem"], _decimals(row)),
+        "weighted loss": mean_se(row["weighted_loss_mean"], row["weighted_loss_sem"], _decimals(row)),
         "loss reduction (%)": _signed(row["reduction_pct"]),
         "den": row["den"],
         "evals": _plain(row["evals"]),
