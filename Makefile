@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROFILE  ?= smoke
 LAUNCHER ?= local
 
-.PHONY: help install test test-fast lint bench reproduce-table figures clean
+.PHONY: help install test lint bench reproduce-table tables figures clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ bench: $(STAMP)  ## overhead of the weighted layer and models: results/bench/ove
 
 reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|paper LAUNCHER=local|slurm -> results/tables/
 	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER)
+
+tables: $(STAMP)  ## aggregate recorded runs into results/tables/ (no training): PROFILE=smoke|paper
+	$(PY) scripts/tables.py --runs runs/table/$(PROFILE)
 
 figures: $(STAMP)  ## the figures from recorded results (no training) -> results/figures/
 	$(PY) scripts/figures.py --runs runs/table/$(PROFILE)

@@ -118,7 +118,7 @@ def data_options(cfg: DictConfig) -> dict[str, Any]:
     chosen = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "name"}
     valid = wdata.options(cfg.data.name)
     if dropped := sorted(set(chosen) - set(valid)):
-        log.warning(f"data option(s) {', '.join(dropped)} do not apply to {cfg.data.name}: ignored")
+        log.info(f"data option(s) {', '.join(dropped)} do not apply to {cfg.data.name}: ignored")
     return {k: v for k, v in chosen.items() if k in valid}
 
 
