@@ -33,6 +33,18 @@ def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> sub
     )
 
 
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """``python -m wconv.train <args>`` in the background (for tests that kill it midway), output discarded."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "wconv.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture
 def tiny() -> list[str]:
     """Overrides that make a smoke run tinier still: seconds per training on a laptop CPU."""

@@ -1,15 +1,12 @@
 """The train entrypoint end to end at smoke scale: search, records, resume, divergence, W&B, bad input."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli, start_cli
 
 from wconv.tracking.records import read_json, read_jsonl
 
@@ -59,14 +56,7 @@ def test_smoke_search_end_to_end_and_deterministic(tmp_path, tiny):
 def test_killed_search_resumes_without_repeating_evaluations(tmp_path, tiny):
     run_dir, ref_dir = tmp_path / "killed", tmp_path / "ref"
     args = [*SEARCH, "search.max_evals=8", *tiny, f"hydra.run.dir={run_dir}"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wconv.train", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli(args)
     record = run_dir / "evaluations.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and len(read_jsonl(record)) < 3:
@@ -100,14 +90,7 @@ def test_interrupted_training_continues_from_its_epoch_checkpoint(tmp_path, tiny
     ]
     ref = run_cli([*args[:-1], f"hydra.run.dir={tmp_path / 'ref'}"])
     assert ref.returncode == 0, ref.stderr[-3000:]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wconv.train", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli(args)
     ckpt = run_dir / "checkpoints" / "final-weighted-seed0.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not ckpt.exists():

@@ -37,22 +37,25 @@ def _den_for(den: object, kernel_size: tuple[int, ...]) -> tuple[bool, object]:
     return False, None
 
 
+def _same_shape(conv: nn.Module) -> dict:
+    """The constructor arguments that rebuild ``conv``'s layer (standard or weighted) with the same geometry."""
+    return {
+        "in_channels": conv.in_channels,
+        "out_channels": conv.out_channels,
+        "kernel_size": conv.kernel_size,
+        "stride": conv.stride,
+        "padding": conv.padding,
+        "dilation": conv.dilation,
+        "groups": conv.groups,
+        "bias": conv.bias is not None,
+        "padding_mode": conv.padding_mode,
+        "device": conv.weight.device,
+        "dtype": conv.weight.dtype,
+    }
+
+
 def _twin(conv: nn.Module, den: object, learn_den: bool) -> nn.Module:
-    twin = WEIGHTED_TWIN[type(conv)](
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-        den=den,
-        learn_den=learn_den,
-    )
+    twin = WEIGHTED_TWIN[type(conv)](**_same_shape(conv), den=den, learn_den=learn_den)
     with torch.no_grad():
         twin.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -96,19 +99,7 @@ def fold(model: nn.Module, inplace: bool = False) -> nn.Module:
         if not isinstance(conv, _WeightedConvNd):
             continue
         plain_type = next(t for t, w in WEIGHTED_TWIN.items() if isinstance(conv, w))
-        plain = plain_type(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
+        plain = plain_type(**_same_shape(conv))
         with torch.no_grad():
             plain.weight.copy_(conv.effective_weight())
             if conv.bias is not None:
