@@ -83,7 +83,7 @@ def _indices(batch):
 
 def test_cifar_split_labels_and_augmentation(cifar_root):
     data = build("cifar100", root=str(cifar_root), val_fraction=0.2)
-    assert (data.task, data.in_channels, data.num_classes) == ("classification", 3, 100)
+    assert (data.task.name, data.in_channels, data.num_classes) == ("classification", 3, 100)
     assert data.sizes == {"train": 240, "val": 60, "test": N_TEST}
     seen = {}
     for split in ("val", "test"):
@@ -198,7 +198,7 @@ def test_random_dihedral_picks_each_symmetry():
 
 def test_digits_stand_in():
     data = build("digits", val_fraction=0.1)
-    assert (data.task, data.in_channels, data.num_classes) == ("classification", 3, 10)
+    assert (data.task.name, data.in_channels, data.num_classes) == ("classification", 3, 10)
     assert sum(data.sizes.values()) == 1797 and data.sizes["test"] == 359
     images, labels = next(data.eval_batches("test", 400, "cpu"))
     assert images.shape == (359, 3, 32, 32) and set(labels.tolist()) == set(range(10))
@@ -210,7 +210,7 @@ def test_digits_stand_in():
 
 def test_photos_stand_in():
     data = build("photos")
-    assert (data.task, data.in_channels, data.num_classes) == ("denoising", 1, None)
+    assert (data.task.name, data.in_channels, data.num_classes) == ("denoising", 1, None)
     assert data.image_names["test"][0] == "camera"
     assert not set(data.image_names["train"]) & set(data.image_names["test"] + data.image_names["val"])
     noisy, clean = next(data.eval_batches("test", 1, "cpu"))
@@ -241,7 +241,7 @@ def _div2k(root, **options):
 
 def test_div2k_split(div2k_root):
     data = _div2k(div2k_root)
-    assert (data.task, data.in_channels, data.num_classes) == ("denoising", 1, None)
+    assert (data.task.name, data.in_channels, data.num_classes) == ("denoising", 1, None)
     assert data.sizes == {"train": 8, "val": 2, "test": 3}
     names = data.image_names
     assert not set(names["train"]) & set(names["val"])

@@ -7,7 +7,15 @@ import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from wconv.metrics import per_image_psnr, per_image_ssim, psnr, ssim, topk_accuracy
+from wconv.metrics import per_image_psnr, per_image_ssim, topk_accuracy
+
+
+def psnr(pred, target, clamp=True):
+    return per_image_psnr(pred, target, clamp).mean().item()
+
+
+def ssim(pred, target, clamp=True):
+    return per_image_ssim(pred, target, clamp).mean().item()
 
 
 def _photo(name):
@@ -39,8 +47,6 @@ def test_per_image_values_match_scikit_image():
             c, p, data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
         )
         assert ssims[i].item() == pytest.approx(reference, abs=5e-3)
-    assert psnr(pred, clean) == pytest.approx(psnrs.mean().item())
-    assert ssim(pred, clean) == pytest.approx(ssims.mean().item())
 
 
 def test_predictions_are_clamped_and_shapes_checked():

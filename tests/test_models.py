@@ -182,8 +182,12 @@ def test_width_scales_every_layer():
     ("name", "options", "message"),
     [
         ("vgg17", {}, "valid names: vgg11, vgg13, vgg16, vgg19, resnet18, resnet34, resnet50, dncnn, nafnet"),
-        ("vgg16", {"depth": 3}, "valid options: classifier, den, in_channels, kernel_size, learn_den, num_classes"),
-        ("dncnn", {"num_classes": 10}, "valid options: den, depth, features, in_channels"),
+        (
+            "vgg16",
+            {"depth": 3},
+            "valid options: classifier, den, family, in_channels, kernel_size, learn_den, num_classes",
+        ),
+        ("dncnn", {"num_classes": 10}, "valid options: den, depth, family, features, in_channels"),
         ("vgg16", {"classifier": "big"}, "classifier must be one of mlp, single"),
         ("resnet18", {"kernel_size": 4}, "kernel_size must be an odd integer >= 3"),
         ("resnet18", {"width": 0}, "width must be a positive number"),

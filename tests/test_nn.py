@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wconv.nn import WeightedConv1d, WeightedConv2d, WeightedConv3d, convert, fold
+from wconv.nn import FAMILIES, DensityFamily, WeightedConv1d, WeightedConv2d, WeightedConv3d, convert, fold, get_family
 
 STANDARD = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 WEIGHTED = {1: WeightedConv1d, 2: WeightedConv2d, 3: WeightedConv3d}
@@ -212,3 +212,37 @@ def test_fold_costs_the_standard_layer():
     folded = fold(nn.Sequential(WeightedConv2d(2, 3, 3, den=[0.5])))
     assert type(folded[0]) is nn.Conv2d
     assert set(folded.state_dict()) == {"0.weight", "0.bias"}
+
+
+class _Gaussian(DensityFamily):
+    """A one-parameter family for the test: alfa_i = exp(-(i - c)^2 / (2 s^2)) with s the value."""
+
+    name = "gaussian_test"
+
+    def n_values(self, k):
+        return 1
+
+    def profile(self, values, k):
+        offsets = torch.arange(k, dtype=values.dtype, device=values.device) - k // 2
+        return torch.exp(-(offsets**2) / (2 * values[0] ** 2))
+
+    def uniform(self, k):
+        return [1e6]
+
+    def default_bounds(self, k):
+        return [[0.3, 3.0]]
+
+
+def test_a_new_density_family_is_one_class_fixed_or_learned(monkeypatch):
+    monkeypatch.setitem(FAMILIES, "gaussian_test", _Gaussian())
+    fixed = WeightedConv2d(2, 3, 5, padding=2, den=[1.0], family="gaussian_test")
+    alfa = torch.exp(-((torch.arange(5.0) - 2) ** 2) / 2)
+    torch.testing.assert_close(fixed.phi, torch.outer(alfa, alfa))
+    with pytest.raises(ValueError, match="needs 1 density value"):
+        WeightedConv2d(2, 3, 5, den=[1.0, 2.0], family="gaussian_test")
+    learned = convert(nn.Sequential(nn.Conv2d(2, 3, 5, padding=2)), learn_den=True, family="gaussian_test")[0]
+    torch.testing.assert_close(learned.phi, torch.ones(5, 5), atol=1e-5, rtol=0)  # starts at the standard conv
+    learned.den.data.fill_(1.0)
+    learned(torch.randn(1, 2, 8, 8)).square().sum().backward()
+    assert learned.den.grad is not None and learned.den.grad.abs().item() > 0
+    assert get_family("gaussian_test").phi([[1.0], [1.0]], [5, 5]).shape == (5, 5)

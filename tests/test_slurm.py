@@ -335,7 +335,7 @@ def test_run_slurm_refuses_an_override_that_array_sbatch_would_split(tmp_path, m
 
 def test_sweep_folder_names_are_single_valid_names():
     """hydra.sweep.subdir: list values as they are; a path value escaped instead of nesting; long names cut."""
-    from wconv.train import safe_dirname
+    from wconv.tracking.identity import safe_dirname
 
     assert safe_dirname("density.den=[0.6],density=fixed") == "density.den=[0.6],density=fixed"
     assert safe_dirname("data.root=/scratch/div2k,seed=1") == "data.root=%2Fscratch%2Fdiv2k,seed=1"

@@ -175,16 +175,16 @@ def epoch_seconds(name: str, task: str, examples: int, batch: int, device: torch
     With ``fraction`` < 1 (CPU) the epoch is that share of the data and the time is scaled up: an estimate.
     """
     from wconv.models import create
-    from wconv.training import DensityOptimConfig, OptimConfig, train
+    from wconv.training import OptimConfig, train
 
     n = max(batch * 3, int(examples * fraction))
     data = synthetic_data(task, n)
-    options = {"num_classes": 100} if task == "classification" else {"in_channels": 3}
+    options = data.task.model_options(data)
     out = {"case": name, "examples_per_epoch": examples, "batch": batch, "measured_examples": n}
     for variant, den in (("standard", None), ("weighted", [0.7]), ("standard_repeat", None)):
         torch.manual_seed(0)
         model = create(name, den=den, **options)
-        optim = OptimConfig(name="sgd", lr=1e-3, schedule="none", warmup_epochs=0)
+        optim = OptimConfig.load("sgd", lr=1e-3, schedule="none", warmup_epochs=0)
         res = train(
             model,
             data,
@@ -192,7 +192,7 @@ def epoch_seconds(name: str, task: str, examples: int, batch: int, device: torch
             epochs=2,
             batch_size=batch,
             optim=optim,
-            density_optim=DensityOptimConfig(),
+            density_optim=None,
             device=device,
             eval_split="val",
             progress=False,

@@ -103,15 +103,6 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
-def broadcast_float(value: float) -> float:
-    """Rank 0's ``value`` on every rank."""
-    if not is_distributed():
-        return value
-    box = torch.tensor([value], dtype=torch.float64)
-    dist.broadcast(box, src=0)
-    return float(box.item())
-
-
 def average(value: float) -> float:
     """The mean of ``value`` over the ranks, identical on every rank."""
     if not is_distributed():

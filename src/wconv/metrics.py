@@ -43,13 +43,3 @@ def per_image_ssim(pred: Tensor, target: Tensor, clamp: bool = True) -> Tensor:
     """SSIM of each image (Gaussian window 11, sigma 1.5, averaged over channels), shape (N,)."""
     pred, target = _prepare(pred, target, clamp)
     return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
-
-
-def psnr(pred: Tensor, target: Tensor, clamp: bool = True) -> float:
-    """Mean over images of the per-image PSNR (dB)."""
-    return per_image_psnr(pred, target, clamp).mean().item()
-
-
-def ssim(pred: Tensor, target: Tensor, clamp: bool = True) -> float:
-    """Mean over images of the per-image SSIM."""
-    return per_image_ssim(pred, target, clamp).mean().item()

@@ -17,18 +17,8 @@ from typing import Any
 import nlopt
 import numpy as np
 
+from wconv.tracking.identity import RecordMismatch
 from wconv.tracking.records import append_jsonl, read_jsonl
-
-# The authors' suggested ranges (official README), outermost value first, by kernel size.
-DEFAULT_BOUNDS: dict[int, list[list[float]]] = {
-    3: [[0.5, 1.5]],
-    5: [[0.05, 1.0], [0.5, 1.5]],
-    7: [[0.05, 0.5], [0.15, 1.0], [0.25, 1.5]],
-}
-
-
-class RecordMismatch(ValueError):
-    """The recorded evaluations do not belong to this search."""
 
 
 @dataclass

@@ -14,15 +14,15 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from wconv import tasks
 from wconv.models import task_of
-from wconv.tracking.records import fingerprint
+from wconv.tracking.identity import run_fingerprint
 
 log = logging.getLogger("wconv.sweep")
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TABLE_MODELS = [("vgg16", "cifar100"), ("resnet18", "cifar100"), ("dncnn", "div2k"), ("nafnet", "div2k")]
 CONVOLUTIONS = ("standard", "direct_l", "learned")
-STAND_INS = {"classification": "digits", "denoising": "photos"}
 # P1's density study: kernel sizes x a small grid of the learning model's hyperparameters (lr, batch, depth).
 STUDY_KERNELS = (3, 5, 7)
 STUDY_SETTINGS = (
@@ -53,7 +53,7 @@ def table_jobs(profile: str) -> list[Job]:
             experiment = f"{model}_{data}_{conv}"
             overrides = [f"experiment={experiment}", f"profile={profile}"]
             if profile == "smoke":
-                overrides += [f"data={STAND_INS[task_of(model)]}", *SMOKE_MODEL.get(model, [])]
+                overrides += [f"data={tasks.get(task_of(model)).stand_in}", *SMOKE_MODEL.get(model, [])]
             jobs.append(Job(experiment, tuple(overrides)))
     return jobs
 
@@ -85,9 +85,7 @@ def compose_job(job: Job, extra: list[str] | None = None) -> DictConfig:
 
 def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:
     """``root/<job name>-<fingerprint of what it computes>``: equal configs share a folder, others never do."""
-    from wconv.train import identity
-
-    return root / f"{job.name}-{fingerprint(identity(cfg))}"
+    return root / f"{job.name}-{run_fingerprint(cfg)}"
 
 
 def is_done(path: Path) -> bool:

@@ -9,7 +9,6 @@ run data-parallel (``wconv.distributed``): every rank runs this same flow, rank 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -28,32 +27,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wconv import data as wdata
-from wconv import distributed, models
-from wconv.nn.density import parse_den
-from wconv.search import DEFAULT_BOUNDS, Evaluation, RecordMismatch, check_bounds, direct_l
-from wconv.tracking.records import fingerprint, read_json, write_json
+from wconv import distributed, models, objectives
+from wconv.nn.density import FAMILIES, get_family, parse_den
+from wconv.search import Evaluation, check_bounds, direct_l
+from wconv.tracking.identity import RecordMismatch, claim_run_dir, run_fingerprint
+from wconv.tracking.records import read_json, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
 from wconv.training import DensityOptimConfig, OptimConfig, train
 
 log = logging.getLogger("wconv.train")
-
-OBJECTIVES = {"val_loss", "error", "neg_psnr"}
-# Keys that do not change what a run computes: a run directory may be resumed with other values of these.
-VOLATILE = ("logger", "device", "progress", "final.seeds")
-
-
-def safe_dirname(overrides: str, limit: int = 200) -> str:
-    """A sweep point's folder name (``hydra.sweep.subdir``) from its ``override_dirname``: ``/`` escaped (a path
-    value would nest folders) and, past ``limit`` bytes, cut and ended with a hash of the whole (Linux refuses
-    names over 255 bytes). List values such as ``density.den=[0.6]`` are valid names as they are."""
-    name = overrides.replace("/", "%2F")
-    if len(name.encode()) > limit:
-        digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
-        name = name.encode()[: limit - len(digest) - 1].decode(errors="ignore") + "-" + digest
-    return name
-
-
-OmegaConf.register_new_resolver("wconv.dirname", safe_dirname, replace=True)
 
 
 class ConfigError(ValueError):
@@ -61,14 +43,15 @@ class ConfigError(ValueError):
 
 
 def search_bounds(cfg: DictConfig) -> list[list[float]]:
-    """``search.bounds`` or the authors' default ranges for the model's kernel size."""
+    """``search.bounds`` or the density family's default box for the model's kernel size."""
     k = int(cfg.model.kernel_size)
+    family = get_family(cfg.density.family)
     if cfg.search.bounds is None:
-        if k not in DEFAULT_BOUNDS:
+        if (bounds := family.default_bounds(k)) is None:
             raise ConfigError(f"no default search.bounds for kernel size {k}: set search.bounds=[[low,high],...]")
-        return DEFAULT_BOUNDS[k]
+        return bounds
     try:
-        return check_bounds(OmegaConf.to_object(cfg.search.bounds), (k - 1) // 2)
+        return check_bounds(OmegaConf.to_object(cfg.search.bounds), family.n_values(k))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
@@ -82,6 +65,8 @@ def validate(cfg: DictConfig) -> None:
     k = int(cfg.model.kernel_size)
     if k < 1 or k % 2 == 0:
         raise ConfigError(f"model.kernel_size must be odd and positive, got {k}")
+    if cfg.density.family not in FAMILIES:
+        raise ConfigError(f"density.family must be one of {', '.join(FAMILIES)}, got {cfg.density.family!r}")
     kind = cfg.density.kind
     if kind not in ("standard", "fixed", "learned"):
         raise ConfigError(f"density.kind must be standard, fixed or learned, got {kind!r}")
@@ -90,7 +75,7 @@ def validate(cfg: DictConfig) -> None:
         if den is None:
             raise ConfigError("density=fixed needs density.den, e.g. density.den=[0.7] for 3x3 kernels")
         try:
-            parse_den(den, (k, k), f"density.den for kernel {k}x{k}")
+            parse_den(den, (k, k), f"density.den for kernel {k}x{k}", get_family(cfg.density.family))
         except ValueError as err:
             raise ConfigError(str(err)) from None
     for key in ("train.epochs", "final.epochs", "train.batch_size"):
@@ -103,8 +88,12 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"search=direct_l finds den itself: drop density={kind} (keep density=standard)")
         if int(cfg.search.max_evals) < 1:
             raise ConfigError(f"search.max_evals must be at least 1, got {cfg.search.max_evals}")
-        if cfg.search.objective not in OBJECTIVES:
-            raise ConfigError(f"search.objective must be one of {sorted(OBJECTIVES)}, got {cfg.search.objective!r}")
+        try:
+            objective = objectives.get(cfg.search.objective)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if (task := models.task_of(cfg.model.name)) not in objective.tasks:
+            raise ConfigError(f"search.objective={objective.name} does not apply to {task}: use val_loss")
         if k == 1:
             raise ConfigError("a 1x1 kernel has no density to search: set model.kernel_size to 3, 5 or 7")
         search_bounds(cfg)
@@ -122,49 +111,14 @@ def data_options(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in chosen.items() if k in valid}
 
 
-def identity(cfg: DictConfig) -> dict[str, Any]:
-    """What a run computes: the resolved config without the keys that may change between resumes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in VOLATILE:
-        *parents, last = key.split(".")
-        node = plain
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(last, None)
-    return plain
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new)) for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
-
-
-def claim_run_dir(run_dir: Path, cfg: DictConfig, write: bool = True) -> None:
-    """Write the run's config and fingerprint (only if ``write``), or check them against the ones already there."""
-    ident = identity(cfg)
-    record = run_dir / "run.json"
-    if record.exists():
-        old = read_json(record)
-        if old["fingerprint"] != fingerprint(ident):
-            diffs = "; ".join(_diff(old["identity"], ident)[:4])
-            raise RecordMismatch(
-                f"{run_dir} holds a run of another configuration ({diffs}); "
-                "resume it with its own settings or choose another hydra.run.dir"
-            )
-        return
-    if not write:
-        return
-    write_json(record, {"fingerprint": fingerprint(ident), "identity": ident})
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def _optim(cfg: DictConfig) -> tuple[OptimConfig, DensityOptimConfig]:
+def _optim(cfg: DictConfig) -> tuple[OptimConfig, DensityOptimConfig | None]:
     o = OmegaConf.to_container(cfg.optim, resolve=True)
     optim = OptimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in o.items()})
     d = cfg.density
-    den_optim = DensityOptimConfig(
-        lr=d.get("lr", 1e-2), weight_decay=d.get("weight_decay", 1e-2), t0=d.get("t0", 10), t_mult=d.get("t_mult", 2)
+    den_optim = (
+        DensityOptimConfig(lr=d.lr, weight_decay=d.weight_decay, t0=d.t0, t_mult=d.t_mult)
+        if d.kind == "learned"
+        else None
     )
     return optim, den_optim
 
@@ -183,16 +137,14 @@ class Runner:
     def build_model(self, seed: int, den: Any, learn_den: bool) -> torch.nn.Module:
         """Same seed, same initial weights: the density is applied after the standard model is built."""
         options = {k: v for k, v in OmegaConf.to_container(self.cfg.model, resolve=True).items() if k != "name"}
-        if self.data.task == "classification":
-            options.update(num_classes=self.data.num_classes, in_channels=self.data.in_channels)
-        else:
-            options.update(in_channels=self.data.in_channels)
+        options.update(self.data.task.model_options(self.data))
         torch.manual_seed(seed)
         return models.create(
             self.cfg.model.name,
             den=den,
             learn_den=learn_den,
             skip_depthwise=bool(self.cfg.density.skip_depthwise),
+            family=self.cfg.density.family,
             **options,
         )
 
@@ -223,7 +175,7 @@ class Runner:
             run.summary({f"{split}_{k}": v for k, v in result.metrics.items()} | {"status": result.status})
         finally:
             run.finish()
-        if split == "test" and self.data.task == "denoising" and result.status == "ok" and distributed.is_main():
+        if split == "test" and self.data.task.saves_examples and result.status == "ok" and distributed.is_main():
             self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
         return result
 
@@ -243,14 +195,6 @@ class Runner:
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
-
-
-def objective_of(name: str, metrics: dict[str, float]) -> float:
-    if name == "val_loss":
-        return metrics["loss"]
-    if name == "error":
-        return 1.0 - metrics["acc1"] / 100.0
-    return -metrics["psnr"]
 
 
 @contextmanager
@@ -280,7 +224,7 @@ def run_search(runner: Runner) -> dict[str, Any]:
             (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
         if res.status != "ok":
             return Evaluation(float("nan"), "diverged", {"history": res.history})
-        value = objective_of(cfg.search.objective, res.metrics)
+        value = objectives.get(cfg.search.objective).value(res.metrics)
         return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
 
     def report(index: int, row: dict) -> None:
@@ -399,8 +343,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     result = {
         "name": cfg.name,
         "profile": cfg.get("profile_name"),
-        "table": cfg.get("table") or data.task,
-        "task": data.task,
+        "table": cfg.get("table") or data.task.name,
+        "task": data.task.name,
         "model": cfg.model.name,
         "data": cfg.data.name,
         "kernel_size": int(cfg.model.kernel_size),
@@ -410,7 +354,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         "objective": objective,
         "final_seeds": seeds,
         "variants": final,
-        "fingerprint": fingerprint(identity(cfg)),
+        "fingerprint": run_fingerprint(cfg),
     }
     if distributed.is_main():
         write_json(result_path, result)

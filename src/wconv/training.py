@@ -16,41 +16,50 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
-from wconv import distributed, metrics
+from wconv import distributed
 from wconv.nn import densities
 from wconv.tracking.records import load_checkpoint, save_checkpoint
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass
 class OptimConfig:
-    """The inner optimiser and its schedule (``configs/optim``); milestones are fractions of the budget."""
+    """The inner optimiser and its schedule: one file of ``configs/optim`` (the only place with defaults);
+    milestones are fractions of the budget."""
 
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "multistep"  # none, multistep, cosine
-    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
-    gamma: float = 0.2
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
-    grad_clip: float = 0.0
+    name: str  # sgd, adam, adamw
+    lr: float
+    weight_decay: float
+    schedule: str  # none, multistep, cosine
+    milestones: tuple[float, ...]
+    gamma: float
+    warmup_epochs: float
+    min_lr: float
+    grad_clip: float
+    momentum: float = 0.0  # SGD only
+    nesterov: bool = False  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam(W) only
+
+    @classmethod
+    def load(cls, name: str, **changes: Any) -> OptimConfig:
+        """``configs/optim/<name>.yaml`` with ``changes`` applied (for code that composes no Hydra config)."""
+        values = {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "optim" / f"{name}.yaml")), **changes}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass
 class DensityOptimConfig:
-    """The learned density's own optimiser (the official variant: AdamW, cosine warm restarts per epoch)."""
+    """The learned density's own optimiser (``configs/density/learned.yaml``: AdamW, cosine warm restarts)."""
 
-    lr: float = 1e-2
-    weight_decay: float = 1e-2
-    t0: int = 10
-    t_mult: int = 2
+    lr: float
+    weight_decay: float
+    t0: int
+    t_mult: int
 
 
 @dataclass
@@ -81,7 +90,7 @@ def _lr_lambda(cfg: OptimConfig, total_steps: int, steps_per_epoch: int) -> Call
 
 
 def make_optimizers(
-    model: nn.Module, cfg: OptimConfig, den_cfg: DensityOptimConfig, steps_per_epoch: int, epochs: int
+    model: nn.Module, cfg: OptimConfig, den_cfg: DensityOptimConfig | None, steps_per_epoch: int, epochs: int
 ) -> tuple[list[torch.optim.Optimizer], list[Any], list[Any]]:
     """Weights get ``cfg``'s optimiser with a per-step schedule; a learned ``den`` gets its own AdamW."""
     den_params = [p for n, p in model.named_parameters() if n.endswith(".den") or n == "den"]
@@ -100,6 +109,8 @@ def make_optimizers(
     step_scheds = [torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * epochs, steps_per_epoch))]
     opts, epoch_scheds = [opt], []
     if den_params:
+        if den_cfg is None:
+            raise ValueError("the model learns its density: give its optimiser (density_optim)")
         den_opt = torch.optim.AdamW(den_params, lr=den_cfg.lr, weight_decay=den_cfg.weight_decay)
         opts.append(den_opt)
         epoch_scheds.append(
@@ -108,15 +119,9 @@ def make_optimizers(
     return opts, step_scheds, epoch_scheds
 
 
-def _loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    if task == "classification":
-        return F.cross_entropy(output.float(), target)
-    return F.mse_loss(output.float(), target)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Any, split: str, batch_size: int, device: torch.device, amp: bool) -> dict:
-    """Mean loss and the task's metrics on ``split``: top-1/top-5 accuracy (%) or PSNR/SSIM (dB, [0, 1])."""
+    """Mean loss and the task's metrics (``Task.score``) on ``split``."""
     model.eval()
     sums: dict[str, torch.Tensor] = {}
     count = 0
@@ -125,15 +130,7 @@ def evaluate(model: nn.Module, data: Any, split: str, batch_size: int, device: t
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(x)
         n = x.shape[0]
-        values = {"loss": _loss(data.task, out, y).detach() * n}
-        if data.task == "classification":
-            acc = metrics.topk_accuracy(out.float(), y, ks=(1, 5))
-            values.update({k: torch.as_tensor(v, device=device) * n for k, v in acc.items()})
-        else:
-            out = out.float().clamp(0, 1)
-            values["psnr"] = metrics.per_image_psnr(out, y).sum()
-            values["ssim"] = metrics.per_image_ssim(out, y).sum()
-            values["psnr_noisy"] = metrics.per_image_psnr(x, y, clamp=False).sum()  # unclipped, as published
+        values = {"loss": data.task.loss(out, y).detach() * n, **data.task.score(out, x, y)}
         for k, v in values.items():
             sums[k] = sums.get(k, 0) + v.float()
         count += n
@@ -152,7 +149,7 @@ def train(
     epochs: int,
     batch_size: int,
     optim: OptimConfig,
-    density_optim: DensityOptimConfig,
+    density_optim: DensityOptimConfig | None,
     device: torch.device,
     eval_split: str,
     checkpoint: Path | None = None,
@@ -203,7 +200,7 @@ def train(
             x, y = distributed.shard(x, y)
             x = _to_model(x, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = _loss(data.task, net(x), y) * distributed.shard_weight(x.shape[0], total)  # 1.0 in one process
+                loss = data.task.loss(net(x), y) * distributed.shard_weight(x.shape[0], total)  # 1.0 in one process
             for o in opts:
                 o.zero_grad(set_to_none=True)
             loss.backward()

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from wconv.tasks import Task
+
 EVAL_SPLITS = ("val", "test")
 
 
@@ -43,7 +45,7 @@ class TaskData(ABC):
     ``sizes`` counts the examples of each split ("train", "val", "test"); for denoising these are whole images.
     """
 
-    task: str
+    task: Task
     in_channels: int
     num_classes: int | None
     sizes: dict[str, int]

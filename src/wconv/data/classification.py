@@ -10,6 +10,7 @@ from torch import Tensor
 
 from wconv.data.augment import random_crop_flip
 from wconv.data.base import TaskData, resolve_device, seeded_generator
+from wconv.tasks import CLASSIFICATION
 
 
 class ClassificationData(TaskData):
@@ -20,7 +21,7 @@ class ClassificationData(TaskData):
     with ``mean``/``std`` (on the [0, 1] scale). Evaluation batches: in order, normalised, not augmented.
     """
 
-    task = "classification"
+    task = CLASSIFICATION
 
     def __init__(
         self,

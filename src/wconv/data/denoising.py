@@ -12,6 +12,7 @@ from torch import Tensor
 from wconv.data.augment import random_dihedral
 from wconv.data.base import DataError, TaskData, resolve_device, seeded_generator
 from wconv.data.images import centre_crop
+from wconv.tasks import DENOISING
 
 PATCHES_PER_IMAGE = 64
 EVAL_NOISE_SEED = 0
@@ -29,7 +30,7 @@ class DenoisingData(TaskData):
     a generator seeded by (split, image index): identical on every call, batch size and device.
     """
 
-    task = "denoising"
+    task = DENOISING
     num_classes = None
 
     def __init__(

@@ -1,10 +1,12 @@
 """The weighted convolution operator: layers, ``convert`` and ``fold``."""
 
 from wconv.nn.convert import convert, densities, eligible, fold
-from wconv.nn.density import outer, profile
+from wconv.nn.density import FAMILIES, DensityFamily, get_family, outer, profile
 from wconv.nn.weighted import WeightedConv1d, WeightedConv2d, WeightedConv3d
 
 __all__ = [
+    "FAMILIES",
+    "DensityFamily",
     "WeightedConv1d",
     "WeightedConv2d",
     "WeightedConv3d",
@@ -12,6 +14,7 @@ __all__ = [
     "densities",
     "eligible",
     "fold",
+    "get_family",
     "outer",
     "profile",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from wconv.nn.density import SYMMETRIC, DensityFamily
 from wconv.nn.weighted import WEIGHTED_TWIN, _WeightedConvNd
 
 
@@ -54,8 +55,8 @@ def _same_shape(conv: nn.Module) -> dict:
     }
 
 
-def _twin(conv: nn.Module, den: object, learn_den: bool) -> nn.Module:
-    twin = WEIGHTED_TWIN[type(conv)](**_same_shape(conv), den=den, learn_den=learn_den)
+def _twin(conv: nn.Module, den: object, learn_den: bool, family: str | DensityFamily) -> nn.Module:
+    twin = WEIGHTED_TWIN[type(conv)](**_same_shape(conv), den=den, learn_den=learn_den, family=family)
     with torch.no_grad():
         twin.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -70,12 +71,14 @@ def convert(
     learn_den: bool = False,
     skip_depthwise: bool = False,
     inplace: bool = False,
+    family: str | DensityFamily = SYMMETRIC,
 ) -> nn.Module:
     """Return ``model`` with every eligible conv replaced by its weighted twin, weights kept.
 
     ``den``: None (uniform, the standard convolution; learned from ones if ``learn_den``), one density list
     (applied to every eligible conv, which must then all have the kernel it fits), or a mapping from kernel
-    size (``3`` or ``(3, 5)``) to density; kernel sizes absent from the mapping stay standard.
+    size (``3`` or ``(3, 5)``) to density; kernel sizes absent from the mapping stay standard. ``family`` is the
+    density family (``wconv.nn.density``) of every converted conv.
     """
     model = model if inplace else copy.deepcopy(model)
     for name, conv in list(model.named_modules()):
@@ -85,7 +88,7 @@ def convert(
         if not use:
             continue
         try:
-            twin = _twin(conv, conv_den, learn_den)
+            twin = _twin(conv, conv_den, learn_den, family)
         except ValueError as err:
             raise ValueError(f"layer '{name}': {err}") from None
         model = _replace(model, name, twin)

@@ -1,7 +1,10 @@
-"""Density profiles: parse and check a user's ``den``, build ``phi`` from it.
+"""Density families: how a kernel axis's 1-D profile is parameterised, and ``phi`` built from it.
 
-Convention (the official one): a kernel of odd size k has (k-1)/2 density values, outermost first; the 1-D
-profile is ``[den, 1, reversed(den)]`` and the N-D density is the outer product of the per-axis profiles.
+A family says how many values a kernel of size k takes, the profile they give, the values that give the
+standard convolution (a learned density starts there) and the default search bounds. The papers' family,
+``symmetric``, is the official convention: (k-1)/2 values, outermost first, profile ``[den, 1, reversed(den)]``.
+A new family is one subclass here, registered in ``FAMILIES``, and one line ``density.family`` in the config;
+the layer, the search and the figures ask the family (``get_family``).
 """
 
 from __future__ import annotations
@@ -26,15 +29,78 @@ def outer(profiles: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+class DensityFamily:
+    """A parameterisation of one kernel axis's profile by a few positive values."""
+
+    name: str
+
+    def n_values(self, k: int) -> int:
+        """How many values an axis of odd size ``k`` takes."""
+        raise NotImplementedError
+
+    def profile(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        """The 1-D profile (length ``k``) that ``values`` give; differentiable, so a density can be learned."""
+        raise NotImplementedError
+
+    def uniform(self, k: int) -> list[float]:
+        """The values whose profile is all ones (the standard convolution): where a learned density starts."""
+        raise NotImplementedError
+
+    def default_bounds(self, k: int) -> list[list[float]] | None:
+        """The search's box for a k x k kernel when ``search.bounds`` is not given (None: none known)."""
+        return None
+
+    def phi(self, per_axis: Sequence[Sequence[float]], kernel_size: Sequence[int]) -> torch.Tensor:
+        """The N-D density (float64) of plain per-axis values: for figures and loggers."""
+        return outer(
+            [self.profile(torch.tensor(v, dtype=torch.float64), k) for v, k in zip(per_axis, kernel_size, strict=True)]
+        )
+
+
+class Symmetric(DensityFamily):
+    """The papers' family: ``alfa = [den, 1, reversed(den)]``, (k-1)/2 values outermost first."""
+
+    name = "symmetric"
+    # The authors' suggested ranges (official README), by kernel size.
+    BOUNDS = {3: [[0.5, 1.5]], 5: [[0.05, 1.0], [0.5, 1.5]], 7: [[0.05, 0.5], [0.15, 1.0], [0.25, 1.5]]}
+
+    def n_values(self, k: int) -> int:
+        return (k - 1) // 2
+
+    def profile(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        return profile(values)
+
+    def uniform(self, k: int) -> list[float]:
+        return [1.0] * self.n_values(k)
+
+    def default_bounds(self, k: int) -> list[list[float]] | None:
+        return [list(pair) for pair in self.BOUNDS[k]] if k in self.BOUNDS else None
+
+
+SYMMETRIC = Symmetric()
+FAMILIES: dict[str, DensityFamily] = {f.name: f for f in (SYMMETRIC,)}
+
+
+def get_family(name: str | DensityFamily) -> DensityFamily:
+    """The family called ``name`` (a family passes through)."""
+    if isinstance(name, DensityFamily):
+        return name
+    if name not in FAMILIES:
+        raise ValueError(f"unknown density family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) or (isinstance(x, torch.Tensor) and x.ndim == 0)
 
 
-def parse_den(den: object, kernel_size: tuple[int, ...], where: str) -> tuple[list[list[float]], bool]:
+def parse_den(
+    den: object, kernel_size: tuple[int, ...], where: str, family: DensityFamily = SYMMETRIC
+) -> tuple[list[list[float]], bool]:
     """Check ``den`` against ``kernel_size``; return the per-axis values and whether one list serves every axis.
 
-    ``den`` is a sequence of (k-1)/2 positive values (every axis, square kernels) or one such sequence per axis.
-    ``where`` names the layer in error messages.
+    ``den`` is a sequence of ``family.n_values(k)`` positive values (every axis, square kernels) or one such
+    sequence per axis. ``where`` names the layer in error messages.
     """
     for k in kernel_size:
         if k % 2 == 0:
@@ -52,7 +118,7 @@ def parse_den(den: object, kernel_size: tuple[int, ...], where: str) -> tuple[li
         if len(set(kernel_size)) > 1:
             raise ValueError(
                 f"{where}: kernel {_fmt(kernel_size)} is anisotropic; give one density list per axis, "
-                f"with {', '.join(str((k - 1) // 2) for k in kernel_size)} values"
+                f"with {', '.join(str(family.n_values(k)) for k in kernel_size)} values"
             )
     elif all(isinstance(v, Sequence) and not isinstance(v, str) for v in values):
         if len(values) != len(kernel_size):
@@ -63,7 +129,7 @@ def parse_den(den: object, kernel_size: tuple[int, ...], where: str) -> tuple[li
     else:
         raise ValueError(f"{where}: den must be a sequence of numbers (or one per axis), got {den!r}")
     for axis, (vals, k) in enumerate(zip(per_axis, kernel_size, strict=True)):
-        need = (k - 1) // 2
+        need = family.n_values(k)
         if len(vals) != need:
             on = "" if shared else f" on axis {axis}"
             raise ValueError(

@@ -5,22 +5,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wconv.nn.density import _fmt, outer, parse_den, profile
+from wconv.nn.density import SYMMETRIC, DensityFamily, _fmt, get_family, outer, parse_den
 
 
 class _WeightedConvNd:
     """Mixin over ``nn.ConvNd``: the forward convolves with ``weight * phi``.
 
     ``den=None`` keeps the standard convolution (no density at all) unless ``learn_den`` asks to learn one,
-    which then starts uniform. ``den`` is stored flat; ``_axes`` maps each axis to its slice, so that one
-    shared list (the official convention) is one set of values whether fixed or learned.
+    which then starts uniform. ``family`` (``wconv.nn.density``) turns ``den`` into each axis's profile: the
+    papers' ``symmetric`` one by default. ``den`` is stored flat; ``_axes`` maps each axis to its slice, so that
+    one shared list (the official convention) is one set of values whether fixed or learned.
     """
 
     weight: torch.Tensor
     kernel_size: tuple[int, ...]
 
-    def _init_density(self, den: object, learn_den: bool) -> None:
+    def _init_density(self, den: object, learn_den: bool, family: str | DensityFamily) -> None:
         self.learn_den = bool(learn_den)
+        self.family = get_family(family)
         if den is None and not learn_den:
             self._axes: list[tuple[int, int]] = []
             self.register_buffer("den", None)
@@ -28,11 +30,11 @@ class _WeightedConvNd:
             return
         if den is None:
             den = (
-                [1.0] * ((self.kernel_size[0] - 1) // 2)
+                self.family.uniform(self.kernel_size[0])
                 if len(set(self.kernel_size)) == 1
-                else [[1.0] * ((k - 1) // 2) for k in self.kernel_size]
+                else [self.family.uniform(k) for k in self.kernel_size]
             )
-        per_axis, shared = parse_den(den, self.kernel_size, self._where())
+        per_axis, shared = parse_den(den, self.kernel_size, self._where(), self.family)
         flat = per_axis[0] if shared else [v for vals in per_axis for v in vals]
         self._axes, start = [], 0
         for vals in per_axis:
@@ -50,7 +52,8 @@ class _WeightedConvNd:
         return f"{type(self).__name__}({self.in_channels}->{self.out_channels}, kernel {_fmt(self.kernel_size)})"
 
     def _compute_phi(self) -> torch.Tensor:
-        return outer([profile(self.den[s : s + n]) for s, n in self._axes])
+        axes = zip(self._axes, self.kernel_size, strict=True)
+        return outer([self.family.profile(self.den[s : s + n], k) for (s, n), k in axes])
 
     @property
     def phi(self) -> torch.Tensor | None:
@@ -90,31 +93,38 @@ class _WeightedConvNd:
         base = super().extra_repr()
         if self.den is None:
             return base
-        return f"{base}, den={self.density_values()}, learn_den={self.learn_den}"
+        family_note = "" if self.family is SYMMETRIC else f", density={self.family.name}"
+        return f"{base}, den={self.density_values()}, learn_den={self.learn_den}{family_note}"
 
 
 class WeightedConv1d(_WeightedConvNd, nn.Conv1d):
     """``nn.Conv1d`` with density ``den`` (see the module docstring); every ``nn.Conv1d`` argument works."""
 
-    def __init__(self, *args, den: object = None, learn_den: bool = False, **kwargs) -> None:
+    def __init__(
+        self, *args, den: object = None, learn_den: bool = False, family: str | DensityFamily = SYMMETRIC, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self._init_density(den, learn_den)
+        self._init_density(den, learn_den, family)
 
 
 class WeightedConv2d(_WeightedConvNd, nn.Conv2d):
     """``nn.Conv2d`` with density ``phi = outer(alfa, alfa)``, ``alfa = [den, 1, reversed(den)]``."""
 
-    def __init__(self, *args, den: object = None, learn_den: bool = False, **kwargs) -> None:
+    def __init__(
+        self, *args, den: object = None, learn_den: bool = False, family: str | DensityFamily = SYMMETRIC, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self._init_density(den, learn_den)
+        self._init_density(den, learn_den, family)
 
 
 class WeightedConv3d(_WeightedConvNd, nn.Conv3d):
     """``nn.Conv3d`` with the triple outer product of the per-axis profiles as density."""
 
-    def __init__(self, *args, den: object = None, learn_den: bool = False, **kwargs) -> None:
+    def __init__(
+        self, *args, den: object = None, learn_den: bool = False, family: str | DensityFamily = SYMMETRIC, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self._init_density(den, learn_den)
+        self._init_density(den, learn_den, family)
 
 
 WEIGHTED_TWIN: dict[type[nn.Module], type[nn.Module]] = {

@@ -9,14 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wconv import tasks
 from wconv.reporting.collect import CONV_ORDER, Run, nan_if_none
-
-# metric key, column title, decimals, per task
-METRICS: dict[str, list[tuple[str, str, int]]] = {
-    "classification": [("acc1", "top-1 acc. (%)", 2), ("acc5", "top-5 acc. (%)", 2)],
-    "denoising": [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_noisy", "noisy input PSNR (dB)", 2)],
-}
-PAPER_METRIC = {"classification": "acc1", "denoising": "psnr"}
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -44,11 +38,12 @@ def den_text(run: Run, variant: str) -> str:
             if t.get("variant") == variant and t.get("status") == "ok"
             for den in t.get("densities", {}).values()
         ]
-        return "~" + _den_list(np.mean(learned, axis=0)) if learned else "learned"
-    return _den_list(info["den"]) if info.get("den") else ""
+        return "~" + den_list(np.mean(learned, axis=0)) if learned else "learned"
+    return den_list(info["den"]) if info.get("den") else ""
 
 
-def _den_list(values: Any) -> str:
+def den_list(values: Any) -> str:
+    """A density as a reader sees it: ``[0.7, 1.2]``, three significant digits."""
     return "[" + ", ".join(f"{float(v):.3g}" for v in np.ravel(values)) + "]"
 
 
@@ -102,7 +97,7 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
     entries = table_entries(runs, table)
     if not entries:
         return pd.DataFrame()
-    task = entries[0][0].result["task"]
+    task = tasks.get(entries[0][0].result["task"])
     rows = []
     for run, variant in entries:
         r, conv = run.result, run.conv(variant)
@@ -117,13 +112,13 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
             "seeds": _ok_seeds(run, variant),
             "diverged": int(r["variants"][variant]["diverged"]),
         }
-        for metric, _, _ in METRICS[task]:
-            row[f"{metric}_mean"], row[f"{metric}_sem"] = _stat(run, variant, metric)
+        for metric in task.metrics:
+            row[f"{metric.key}_mean"], row[f"{metric.key}_sem"] = _stat(run, variant, metric.key)
         row["ms_per_step"] = 1e3 * nan_if_none(r["variants"][variant]["seconds_per_step"])
         row["run"], row["_group"] = run.key, _group(run)
         rows.append(row)
     frame = _with_overhead(pd.DataFrame(rows))
-    paper = {f"paper_{PAPER_METRIC[task]}": PAPER_METRIC[task], "paper_overhead_pct": "overhead"}
+    paper = {f"paper_{task.paper_metric}": task.paper_metric, "paper_overhead_pct": "overhead"}
     for column, metric in paper.items():
         frame[column] = [
             _paper_number(reference, table, row.data, row.model, row.conv, metric) for row in frame.itertuples()

@@ -14,23 +14,17 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
-from wconv.reporting.aggregate import study_setting, table_entries
+from wconv import metrics, objectives, tasks
+from wconv.nn.density import get_family
+from wconv.reporting.aggregate import den_list, study_setting, table_entries
 from wconv.reporting.collect import CONV_ORDER, Run, find_runs
 
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 100}
 CONV_COLOURS = {"standard": "tab:gray", "direct-L": "tab:blue", "fixed": "tab:green", "learned": "tab:orange"}
 MARKERS = "osD^v<>"  # hollow and distinct, so that equal densities of several runs stay visible
-OBJECTIVE_LABELS = {
-    "val_loss": "validation loss",
-    "error": "validation error (1 - top-1)",
-    "neg_psnr": "validation -PSNR (dB)",
-}
-VAL_METRICS = {
-    "classification": ("val_acc1", "validation top-1 accuracy (%)"),
-    "denoising": ("val_psnr", "validation PSNR (dB)"),
-}
 
 
 def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -61,10 +55,11 @@ def _grid(n: int, max_cols: int = 4, **kwargs) -> tuple[Figure, list]:
     return fig, list(axes.flat[:n])
 
 
-def alfa(den: list[float]) -> np.ndarray:
-    """The 1-D profile ``[den..., 1, reversed(den)...]`` (outermost value first), as the operator builds it."""
-    den = [float(v) for v in den]
-    return np.array(den + [1.0] + den[::-1])
+def alfa(run: Run, den: list[float]) -> np.ndarray:
+    """The 1-D profile of ``den`` in ``run``, as the operator builds it (the papers': ``[den, 1, reversed(den)]``)."""
+    values = torch.tensor([float(v) for v in np.ravel(den)], dtype=torch.float64)
+    family = get_family(run.setting("density.family", "symmetric"))
+    return family.profile(values, int(run.result["kernel_size"])).numpy()
 
 
 def label(run: Run, sep: str = ", ") -> str:
@@ -112,9 +107,9 @@ def density_profiles(runs: list[Run]) -> Figure:
                 continue
             if den:
                 name = f"{label(run)}, {run.conv('weighted')}"
-                ax.plot(taps, alfa(den), marker=MARKERS[i % len(MARKERS)], mfc="none", color=f"C{i}", label=name)
+                ax.plot(taps, alfa(run, den), marker=MARKERS[i % len(MARKERS)], mfc="none", color=f"C{i}", label=name)
             else:
-                curves = np.array([alfa(layer) for layer in layers])
+                curves = np.array([alfa(run, layer) for layer in layers])
                 name = f"{label(run)}, learned\n(layer mean; band: range over layers)"
                 ax.plot(taps, curves.mean(axis=0), ls="--", marker=".", color=f"C{i}", label=name)
                 ax.fill_between(taps, curves.min(axis=0), curves.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
@@ -130,7 +125,7 @@ def density_profiles(runs: list[Run]) -> Figure:
 def phi_heatmaps(runs: list[Run]) -> Figure:
     """phi = outer(alfa, alfa) of each searched or fixed density; the colour scale is centred on 1 (standard)."""
     runs = searched(runs)
-    phis = [np.outer(alfa(r.result["best_den"]), alfa(r.result["best_den"])) for r in runs]
+    phis = [np.outer(alfa(r, r.result["best_den"]), alfa(r, r.result["best_den"])) for r in runs]
     spread = max(float(np.abs(p - 1.0).max()) for p in phis) or 1.0
     fig, axes = _grid(len(runs), width=2.7, height=3.3)
     for ax, run, phi in zip(axes, runs, phis, strict=True):
@@ -142,15 +137,11 @@ def phi_heatmaps(runs: list[Run]) -> Figure:
         offsets = np.arange(k) - k // 2
         ax.set_xticks(range(k), offsets)
         ax.set_yticks(range(k), offsets)
-        title = label(run, sep="\n") + f"\nden = {_den(run.result['best_den'])}"
+        title = label(run, sep="\n") + f"\nden = {den_list(run.result['best_den'])}"
         ax.set(title=title, xlabel="tap offset x", ylabel="tap offset y")
     fig.colorbar(image, ax=axes, label="phi (weight multiplier)", shrink=0.8)
     fig.suptitle("Density phi of the optimal convolutions (1 = standard)")
     return fig
-
-
-def _den(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
 
 
 def _den_axis(i: int, n: int) -> str:
@@ -158,7 +149,8 @@ def _den_axis(i: int, n: int) -> str:
 
 
 def _objective_label(run: Run) -> str:
-    return OBJECTIVE_LABELS.get(run.setting("search.objective", "val_loss"), "objective")
+    name = run.setting("search.objective", "val_loss")
+    return objectives.OBJECTIVES[name].label if name in objectives.OBJECTIVES else "objective"
 
 
 @styled
@@ -180,7 +172,7 @@ def search_trace(run: Run) -> Figure:
         color="gold",
         edgecolor="k",
         zorder=4,
-        label=f"optimum, den = {_den(top['den'])}",
+        label=f"optimum, den = {den_list(top['den'])}",
     )
     diverged = rows[rows["status"] != "ok"]
     if not diverged.empty:
@@ -258,7 +250,7 @@ def training_curves(runs: list[Run]) -> Figure:
             groups.setdefault((r["task"], r["model"], r["data"], r["kernel_size"]), []).append((run, variant))
     fig, axes = _figure(len(groups), 2, width=3.4, height=2.6, sharex="col")
     for col, ((task, *_), entries) in enumerate(sorted(groups.items())):
-        metric, metric_label = VAL_METRICS[task]
+        metric, metric_label = tasks.get(task).curve
         for row, (key, ylabel) in enumerate([("val_loss", "validation loss (log scale)"), (metric, metric_label)]):
             ax = axes[row, col]
             for run, variant in entries:
@@ -317,9 +309,8 @@ def overhead_bars(bench: pd.DataFrame) -> Figure:
 
 
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    """PSNR in dB of ``image`` against ``reference`` (both in [0, 1])."""
-    mse = float(np.mean((np.asarray(image, dtype=np.float64) - reference) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    """PSNR in dB of ``image`` against ``reference`` (both in [0, 1]), unclipped, as ``wconv.metrics`` measures."""
+    return metrics.per_image_psnr(torch.from_numpy(image), torch.from_numpy(reference), clamp=False).item()
 
 
 def _show(ax, image: np.ndarray, title: str) -> None:
@@ -333,7 +324,7 @@ def _show(ax, image: np.ndarray, title: str) -> None:
 def denoising_examples(runs: list[Run]) -> Figure:
     """One row per denoising model: clean, noisy, and each convolution's output, PSNR in the titles."""
     rows: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
-    for table in sorted({r.table for r in runs if r.result["task"] == "denoising"}):
+    for table in sorted({r.table for r in runs if tasks.get(r.result["task"]).saves_examples}):
         for run, variant in table_entries(runs, table):
             if (example := run.example(variant)) is not None:
                 r = run.result
@@ -370,7 +361,7 @@ def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Pat
     runs = find_runs(runs_root)
     bench = pd.read_csv(bench_csv) if bench_csv is not None and Path(bench_csv).exists() else None
     tabled, study = split_study(runs)
-    examples = [r for r in tabled if r.result["task"] == "denoising" and (r.path / "examples").is_dir()]
+    examples = [r for r in tabled if tasks.get(r.result["task"]).saves_examples and (r.path / "examples").is_dir()]
     no_density = "no searched, fixed or learned density recorded"
     jobs: list[tuple[str, Callable[[], Figure], str | None]] = []
     for suffix, group in (("", tabled), ("-density_study", study)):

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from wconv.reporting.aggregate import METRICS, PAPER_METRIC, aggregate, density_study, paper_value
+from wconv import tasks
+from wconv.reporting.aggregate import aggregate, density_study, paper_value
 from wconv.reporting.collect import Run
 
 SMOKE_NOTE = (
@@ -47,7 +48,8 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     sources = [f"paper ({row.paper}): {row.source}." for row in cited.itertuples()]
     caption = CAPTIONS.get(table, f"{table}: test metrics per model and convolution.")
     smoke = bool((frame["profile"] != "paper").any())
-    return Table(table, frame, display(frame, table, reference), caption, FOOTNOTES + sources, smoke)
+    task = tasks.get(next(r.result["task"] for r in runs if r.table == table))
+    return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke)
 
 
 def mean_se(mean: float, sem: float, decimals: int) -> str:
@@ -75,14 +77,14 @@ def _paper(reference: pd.DataFrame, table: str, row: pd.Series, metric: str) -> 
     return "" if ref is None else f"{ref['qualifier']} {ref['value']:g}".strip()
 
 
-def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame) -> pd.DataFrame:
+def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame, task: tasks.Task) -> pd.DataFrame:
     """The formatted view of a table's numbers: one string per cell, blank where there is nothing to say."""
-    view = _study_row if table == "density_study" else _task_row
-    return pd.DataFrame([view(row, table, reference) for _, row in frame.iterrows()])
+    if table == "density_study":
+        return pd.DataFrame([_study_row(row, table, reference) for _, row in frame.iterrows()])
+    return pd.DataFrame([_task_row(row, table, reference, task) for _, row in frame.iterrows()])
 
 
-def _task_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, str]:
-    task = "classification" if "acc1_mean" in row else "denoising"
+def _task_row(row: pd.Series, table: str, reference: pd.DataFrame, task: tasks.Task) -> dict[str, str]:
     out = {
         "model": row["model"],
         "data": row["data"],
@@ -92,12 +94,12 @@ def _task_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str, 
         "evals": _plain(row["evals"]),
         "seeds": _seeds(row),
     }
-    for metric, title, decimals in METRICS[task]:
-        out[title] = mean_se(row[f"{metric}_mean"], row[f"{metric}_sem"], decimals)
-    paper_title = "paper " + next(title for metric, title, _ in METRICS[task] if metric == PAPER_METRIC[task])
+    for metric in task.metrics:
+        out[metric.label] = mean_se(row[f"{metric.key}_mean"], row[f"{metric.key}_sem"], metric.digits)
+    paper_title = "paper " + next(m.label for m in task.metrics if m.key == task.paper_metric)
     out["ms/step"] = "" if pd.isna(row["ms_per_step"]) else f"{row['ms_per_step']:.1f}"
     out["overhead (%)"] = _signed(row["overhead_pct"])
-    out[paper_title] = _paper(reference, table, row, PAPER_METRIC[task])
+    out[paper_title] = _paper(reference, table, row, task.paper_metric)
     out["paper overhead (%)"] = _paper(reference, table, row, "overhead")
     return out
 

@@ -37,14 +37,12 @@ def _has_api_key() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def phi_image(den: list[float] | list[list[float]], size: int = 16) -> np.ndarray:
+def phi_image(den: list[float] | list[list[float]], kernel_size: int, family: str = "symmetric", size: int = 16):
     """The 2-D density as an 8-bit grey picture (each kernel cell ``size`` pixels wide)."""
-    import torch
-
-    from wconv.nn.density import outer, profile
+    from wconv.nn.density import get_family
 
     per_axis = den if den and isinstance(den[0], list) else [den, den]
-    phi = outer([profile(torch.tensor(d, dtype=torch.float64)) for d in per_axis]).numpy()
+    phi = get_family(family).phi(per_axis, [kernel_size, kernel_size]).numpy()
     img = (255 * phi / phi.max()).astype(np.uint8)
     return np.kron(img, np.ones((size, size), dtype=np.uint8))
 
@@ -90,5 +88,6 @@ class WandbTracker:
         if den:
             flat = den if not isinstance(den[0], list) else [v for d in den for v in d]
             run.config.update({"den": den}, allow_val_change=True)
-            run.log({"phi": wandb.Image(phi_image(den), caption=f"den={flat}")}, step=0)
+            picture = phi_image(den, int(config["model"]["kernel_size"]), config["density"]["family"])
+            run.log({"phi": wandb.Image(picture, caption=f"den={flat}")}, step=0)
         return WandbRun(run)
