@@ -20,23 +20,24 @@ from wconv import sweep
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--profile", choices=("smoke", "paper"), default="smoke")
+    parser.add_argument("--profile", choices=("smoke", "cpu", "paper"), default="smoke")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
     parser.add_argument("--root", type=Path, default=None, help="where the runs live (default runs/table/<profile>)")
-    parser.add_argument("--out", type=Path, default=Path("results/tables"), help="where the tables go")
+    parser.add_argument("--out", type=Path, default=None, help="where the tables go (default results/tables/<profile>)")
     parser.add_argument("--only", choices=("all", "tables", "study"), default="all")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     root = args.root or Path("runs/table") / args.profile
+    out = args.out or Path("results/tables") / args.profile
     jobs = []
     if args.only in ("all", "tables"):
         jobs += sweep.table_jobs(args.profile)
     if args.only in ("all", "study"):
         jobs += sweep.study_jobs(args.profile)
-    # Smoke runs log nowhere but their records; full runs go to W&B (offline without an API key).
-    extra = (["logger=none", "progress=false"] if args.profile == "smoke" else []) + list(args.overrides)
+    # Smoke and CPU runs log nowhere but their records; paper runs go to W&B (offline without an API key).
+    extra = (["logger=none", "progress=false"] if args.profile in ("smoke", "cpu") else []) + list(args.overrides)
 
     if args.dry_run:
         for job in jobs:
@@ -56,7 +57,7 @@ def main() -> int:
             return 1
     from wconv.reporting.tables import write_tables
 
-    for path in write_tables(root, args.out):
+    for path in write_tables(root, out):
         print(f"wrote {path}")
     print(f"reproduce-table ({args.profile}, {args.launcher}): {time.perf_counter() - start:.0f} s")
     return 0

@@ -31,10 +31,23 @@ STUDY_SETTINGS = (
     {"lr": 1e-3, "batch": 16, "depth": 5},
     {"lr": 1e-3, "batch": 32, "depth": 3},
 )
-# Smoke scale, beyond the profile: NAFNet with one block per stage (its 36 blocks dominate a CPU run); the study
-# keeps a wider model than the profile's 1/8 (its model is small already) and searches with fewer evaluations.
-SMOKE_MODEL = {"nafnet": ["model.enc_blocks=[1,1,1,1]", "model.middle_blocks=1", "model.dec_blocks=[1,1,1,1]"]}
-SMOKE_STUDY = ["model.width=0.5", "search.max_evals=4", "data.patches_per_epoch=256"]
+# Per-model scale beyond the profile file (a profile cannot tell models apart). smoke: offline stand-ins, NAFNet
+# with one block per stage (its 36 blocks dominate a CPU run), the study with a wider model than the profile's 1/8
+# and fewer evaluations. cpu: the real grey sets (Train400 -> Set12, BSD68), the denoising table only (the
+# classification models need a GPU), DnCNN of depth 10 and 32 features, NAFNet of width 16, one study setting.
+ONE_BLOCK = ["model.enc_blocks=[1,1,1,1]", "model.middle_blocks=1", "model.dec_blocks=[1,1,1,1]"]
+SCALE: dict[str, dict[str, list[str]]] = {
+    "smoke": {
+        "nafnet": ONE_BLOCK,
+        "study": ["data=photos", "model.width=0.5", "search.max_evals=4", "data.patches_per_epoch=256"],
+    },
+    "cpu": {
+        "dncnn": ["data=train400", "model.depth=10", "model.width=0.5"],
+        "nafnet": ["data=train400", "model.width=0.5", *ONE_BLOCK],
+        "study": ["data=train400", "data.patches_per_epoch=1600"],
+    },
+}
+STUDY_SETTINGS_OF = {"cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},)}
 
 
 @dataclass(frozen=True)
@@ -49,12 +62,16 @@ def table_jobs(profile: str) -> list[Job]:
     """P2's tables: each model with the standard, DIRECT-L-optimal and learned convolution."""
     jobs = []
     for model, data in TABLE_MODELS:
+        if profile == "cpu" and model not in SCALE["cpu"]:
+            continue
         for conv in CONVOLUTIONS:
             experiment = f"{model}_{data}_{conv}"
             overrides = [f"experiment={experiment}", f"profile={profile}"]
+            name = experiment.replace(data, "train400") if profile == "cpu" else experiment
             if profile == "smoke":
-                overrides += [f"data={tasks.get(task_of(model)).stand_in}", *SMOKE_MODEL.get(model, [])]
-            jobs.append(Job(experiment, tuple(overrides)))
+                overrides.append(f"data={tasks.get(task_of(model)).stand_in}")
+            overrides += SCALE.get(profile, {}).get(model, [])
+            jobs.append(Job(name, tuple(overrides)))
     return jobs
 
 
@@ -62,7 +79,7 @@ def study_jobs(profile: str) -> list[Job]:
     """P1's density study: standard against DIRECT-L-optimal, per kernel size and hyperparameter setting."""
     jobs = []
     for k in STUDY_KERNELS:
-        for s in STUDY_SETTINGS:
+        for s in STUDY_SETTINGS_OF.get(profile, STUDY_SETTINGS):
             overrides = [
                 "experiment=density_study",
                 f"profile={profile}",
@@ -71,8 +88,7 @@ def study_jobs(profile: str) -> list[Job]:
                 f"train.batch_size={s['batch']}",
                 f"model.depth={s['depth']}",
             ]
-            if profile == "smoke":
-                overrides += ["data=photos", *SMOKE_STUDY]
+            overrides += SCALE.get(profile, {}).get("study", [])
             jobs.append(Job(f"density_study_k{k}_lr{s['lr']:g}_b{s['batch']}_d{s['depth']}", tuple(overrides)))
     return jobs
 

@@ -121,20 +121,30 @@ def make_optimizers(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Any, split: str, batch_size: int, device: torch.device, amp: bool) -> dict:
-    """Mean loss and the task's metrics (``Task.score``) on ``split``."""
+    """Mean loss and the task's metrics (``Task.score``) on ``split``; with named groups in the split (several
+    test sets), each group's as well, keyed ``<metric>@<group>``."""
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    for x, y in data.eval_batches(split, batch_size, device):
-        x = _to_model(x, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(x)
-        n = x.shape[0]
-        values = {"loss": data.task.loss(out, y).detach() * n, **data.task.score(out, x, y)}
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0) + v.float()
-        count += n
-    return {k: float(v) / count for k, v in sums.items()}
+    groups = data.groups.get(split) or {None: None}
+    totals: dict[str, torch.Tensor] = {}
+    count, out = 0, {}
+    for group in groups:
+        sums: dict[str, torch.Tensor] = {}
+        n_group = 0
+        for x, y in data.eval_batches(split, batch_size, device, group=group):
+            x = _to_model(x, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                output = model(x)
+            n = x.shape[0]
+            values = {"loss": data.task.loss(output, y).detach() * n, **data.task.score(output, x, y)}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0) + v.float()
+            n_group += n
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0) + v
+            if group is not None:
+                out[f"{k}@{group}"] = float(v) / n_group
+        count += n_group
+    return {k: float(v) / count for k, v in totals.items()} | out
 
 
 def _to_model(x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -43,7 +43,10 @@ class TaskData(ABC):
     """One dataset held in memory: deterministic training batches per (seed, epoch) and fixed evaluation batches.
 
     ``sizes`` counts the examples of each split ("train", "val", "test"); for denoising these are whole images.
+    ``groups`` names consecutive parts of an evaluation split (``{split: {name: range}}``), reported apart.
     """
+
+    groups: dict[str, dict[str, range]] = {}
 
     task: Task
     in_channels: int
@@ -62,8 +65,11 @@ class TaskData(ABC):
         (seed, epoch) for a given device type."""
 
     @abstractmethod
-    def eval_batches(self, split: str, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
-        """The whole ``split`` ("val" or "test") as (input, target) batches on ``device``, the same at every call."""
+    def eval_batches(
+        self, split: str, batch_size: int, device: torch.device | str, group: str | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The whole ``split`` ("val" or "test"), or its part ``group``, as (input, target) batches on ``device``,
+        the same at every call."""
 
     def _check_eval_split(self, split: str) -> None:
         if split not in EVAL_SPLITS:

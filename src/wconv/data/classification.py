@@ -59,8 +59,12 @@ class ClassificationData(TaskData):
                 batch = random_crop_flip(batch, self.pad, self.flip, generator)
             yield self._normalise(batch), labels[chosen]
 
-    def eval_batches(self, split: str, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+    def eval_batches(
+        self, split: str, batch_size: int, device: torch.device | str, group: str | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         self._check_eval_split(split)
+        if group is not None:
+            raise ValueError(f"this dataset has no group {group!r} in its {split} split")
         images, labels = self._on(device, split)
         for start in range(0, len(labels), batch_size):
             yield self._normalise(images[start : start + batch_size]), labels[start : start + batch_size]

@@ -27,7 +27,9 @@ class DenoisingData(TaskData):
     ``augment``, and fresh noise per batch. Crop positions come from a CPU generator and the flips and noise from a
     generator on the device, both seeded by (seed, epoch). Evaluation: whole images (centre-cropped to
     ``eval_max_size`` if given), consecutive images of equal size batched together, with noise drawn on the CPU from
-    a generator seeded by (split, image index): identical on every call, batch size and device.
+    a generator seeded by (split, image index): identical on every call, batch size and device; drawn once per
+    device and kept. ``groups`` names consecutive parts of an evaluation split (e.g. the test sets Set12 and BSD68
+    in one test split), as ``{split: [(name, count), ...]}``: metrics are then reported per part as well.
     """
 
     task = DENOISING
@@ -42,6 +44,7 @@ class DenoisingData(TaskData):
         patches_per_epoch: int | None = None,
         augment: bool = True,
         eval_max_size: int | None = None,
+        groups: dict[str, list[tuple[str, int]]] | None = None,
     ) -> None:
         for name, image in zip(names["train"], images["train"], strict=True):
             if min(image.shape[-2:]) < patch_size:
@@ -57,6 +60,17 @@ class DenoisingData(TaskData):
         self.sigma, self.patch_size, self.augment = sigma, patch_size, augment
         self.patches_per_epoch = patches_per_epoch or PATCHES_PER_IMAGE * self.sizes["train"]
         self._cache: dict[tuple[torch.device, str], list[Tensor]] = {}
+        self._noisy_cache: dict[tuple[torch.device, str], list[Tensor]] = {}
+        self.groups = {split: self._named_ranges(split, parts) for split, parts in (groups or {}).items()}
+
+    def _named_ranges(self, split: str, parts: list[tuple[str, int]]) -> dict[str, range]:
+        if sum(count for _, count in parts) != self.sizes[split]:
+            raise ValueError(f"the groups of the {split} split count {parts}, but it holds {self.sizes[split]} images")
+        ranges, start = {}, 0
+        for name, count in parts:
+            ranges[name] = range(start, start + count)
+            start += count
+        return ranges
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.patches_per_epoch / batch_size)
@@ -84,27 +98,33 @@ class DenoisingData(TaskData):
                 clean = random_dihedral(clean, noise)
             yield clean + torch.randn(clean.shape, generator=noise, device=device) * (self.sigma / 255), clean
 
-    def eval_batches(self, split: str, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+    def eval_batches(
+        self, split: str, batch_size: int, device: torch.device | str, group: str | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         self._check_eval_split(split)
-        images = self._on(device, split)
-        group: list[int] = []
-        for index, image in enumerate(images):
-            if group and (len(group) == batch_size or images[group[0]].shape != image.shape):
-                yield self._noisy(split, images, group)
-                group = []
-            group.append(index)
-        yield self._noisy(split, images, group)
+        clean, noisy = self._on(device, split), self._noisy_on(device, split)
+        indices = self.groups[split][group] if group is not None else range(len(clean))
+        batch: list[int] = []
+        for index in indices:
+            if batch and (len(batch) == batch_size or clean[batch[0]].shape != clean[index].shape):
+                yield torch.stack([noisy[i] for i in batch]), torch.stack([clean[i] for i in batch]).float() / 255
+                batch = []
+            batch.append(index)
+        yield torch.stack([noisy[i] for i in batch]), torch.stack([clean[i] for i in batch]).float() / 255
 
-    def _noisy(self, split: str, images: list[Tensor], indices: list[int]) -> tuple[Tensor, Tensor]:
-        """(noisy, clean) for images of one size; each image's noise is fixed by (split, index)."""
-        clean = torch.stack([images[index] for index in indices]).float() / 255
-        noise = torch.stack(
-            [
-                torch.randn(images[index].shape, generator=seeded_generator("cpu", EVAL_NOISE_SEED, split, index))
-                for index in indices
+    def _noisy_on(self, device: torch.device | str, split: str) -> list[Tensor]:
+        """The split's noisy images on ``device``: each image's noise fixed by (split, index), drawn on the CPU once."""
+        key = (resolve_device(device), split)
+        if key not in self._noisy_cache:
+            self._noisy_cache[key] = [
+                (
+                    image.float() / 255
+                    + torch.randn(image.shape, generator=seeded_generator("cpu", EVAL_NOISE_SEED, split, index))
+                    * (self.sigma / 255)
+                ).to(key[0])
+                for index, image in enumerate(self._images[split])
             ]
-        )
-        return clean + noise.to(clean.device) * (self.sigma / 255), clean
+        return self._noisy_cache[key]
 
     def _on(self, device: torch.device | str, split: str) -> list[Tensor]:
         """The split's images on ``device``, moved there on first use."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from wconv.data.denoising import DenoisingData
 from wconv.data.images import list_images, read_images
@@ -13,7 +14,7 @@ def build_image_folder(
     *,
     folder: str | os.PathLike,
     val_folder: str | os.PathLike | None = None,
-    test_folder: str | os.PathLike | None = None,
+    test_folder: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
     val_fraction: float = 0.1,
     split_seed: int = 0,
     limit_train: int | None = None,
@@ -27,15 +28,19 @@ def build_image_folder(
 ) -> DenoisingData:
     """Denoising data from image files: training images from ``folder``; validation images from ``val_folder``, or
     when it is None a ``val_fraction`` of ``folder`` held out by ``split_seed``; test images from ``test_folder``
-    (no test split when None). ``limit_train``/``limit_eval`` keep the first images of each split (sorted by name)."""
+    (no test split when None; several named test sets when a mapping ``{name: folder}``: one test split, its metrics
+    also reported per set). ``limit_train``/``limit_eval`` keep the first images of each split (sorted by name)."""
     train = list_images(folder)
     if val_folder is None:
         kept, held = split_indices(len(train), val_fraction, split_seed)
         train, val = [train[i] for i in kept], [train[i] for i in held]
     else:
         val = list_images(val_folder)
-    test = [] if test_folder is None else list_images(test_folder)
-    paths = {"train": take(train, limit_train), "val": take(val, limit_eval), "test": take(test, limit_eval)}
+    test_sets = {} if test_folder is None else test_folder if isinstance(test_folder, Mapping) else {"": test_folder}
+    tests = {name: take(list_images(folder), limit_eval) for name, folder in test_sets.items()}
+    test = [path for paths in tests.values() for path in paths]
+    paths = {"train": take(train, limit_train), "val": take(val, limit_eval), "test": test}
+    groups = {"test": [(name, len(paths)) for name, paths in tests.items()]} if len(tests) > 1 else None
     return DenoisingData(
         images={split: read_images(split_paths, grey) for split, split_paths in paths.items()},
         names={split: [path.name for path in split_paths] for split, split_paths in paths.items()},
@@ -44,4 +49,5 @@ def build_image_folder(
         patches_per_epoch=patches_per_epoch,
         augment=augment,
         eval_max_size=eval_max_size,
+        groups=groups,
     )

@@ -11,11 +11,13 @@ from wconv.data.cifar import build_cifar100
 from wconv.data.div2k import build_div2k
 from wconv.data.folder import build_image_folder
 from wconv.data.standins import build_digits, build_photos
+from wconv.data.train400 import build_train400
 
 BUILDERS: dict[str, Callable[..., TaskData]] = {
     "cifar100": build_cifar100,
     "div2k": build_div2k,
     "image_folder": build_image_folder,
+    "train400": build_train400,
     "digits": build_digits,
     "photos": build_photos,
 }

@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from wconv.tracking.records import fingerprint, read_json, write_json
 
-# Keys that do not change what a run computes: a run directory may be resumed with other values of these.
-VOLATILE = ("logger", "device", "progress", "final.seeds")
+# Keys that do not change what a run computes: a run directory may be resumed with other values of these (where
+# the data lives is one: the same files give the same run).
+VOLATILE = ("logger", "device", "progress", "final.seeds", "data.root", "data.download")
 
 
 class RecordMismatch(ValueError):
