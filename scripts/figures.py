@@ -1,13 +1,16 @@
 """`make figures`: the papers' figures from recorded runs and the benchmark CSV, as PNG and PDF.
 
-Reads records only; never trains. Figures whose records are absent are skipped with the reason. No GUI backend
-is involved: figures are drawn with matplotlib's object-oriented API and rendered by Agg (PNG) and the PDF backend.
+Reads records only; never trains. Figures whose records are absent are skipped with the reason; a run whose records
+cannot be read is skipped with a warning; no runs directory, or no finished run in it, is an error (exit 1). No GUI
+backend is involved: figures are drawn with matplotlib's object-oriented API and rendered by Agg (PNG) and the PDF
+backend.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
+from wconv.reporting.collect import no_runs
 from wconv.reporting.figures import make_all
 
 
@@ -17,6 +20,10 @@ def main() -> int:
     parser.add_argument("--bench", type=Path, default=Path("results/bench/overhead.csv"))
     parser.add_argument("--out", type=Path, default=Path("results/figures"))
     args = parser.parse_args()
+    problem = no_runs(args.runs)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     paths = make_all(args.runs, args.bench, args.out)
     print(f"wrote {len(paths)} files to {args.out}")
     return 0 if paths else 1

@@ -1,6 +1,7 @@
 """`make tables`: aggregate every finished run under a root into the results tables (CSV, markdown, LaTeX).
 
-Reads records only (result.json, config.yaml, trainings/); never trains. Writes <out>/<table>.{csv,md,tex}.
+Reads records only (result.json, config.yaml, trainings/); never trains. Writes <out>/<table>.{csv,md,tex}. A run
+whose records cannot be read is skipped with a warning; no runs directory, or no finished run in it, is an error.
 """
 
 import argparse
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 from wconv.reporting import write_tables
+from wconv.reporting.collect import no_runs
 
 
 def main() -> int:
@@ -16,6 +18,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/tables"))
     parser.add_argument("--reference", type=Path, default=Path("results/paper_reference.csv"))
     args = parser.parse_args()
+    problem = no_runs(args.runs)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     paths = write_tables(args.runs, args.out, args.reference)
     for path in paths:
         print(f"wrote {path}")

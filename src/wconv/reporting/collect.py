@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,43 @@ def finite(value: Any) -> Any:
     return value
 
 
-def _json(path: Path) -> Any:
-    return finite(json.loads(path.read_text()))
+class BadRun(ValueError):
+    """A run directory whose records cannot be read; the one-line message names the file and why."""
+
+
+def _text(path: Path, run_dir: Path) -> str:
+    """The text of one record; BadRun when it is not UTF-8."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise BadRun(f"{path.relative_to(run_dir).as_posix()} is not UTF-8 text") from e
+
+
+def _object(path: Path, run_dir: Path) -> dict[str, Any]:
+    """A JSON record that must hold an object (``result.json``, ``trainings/*.json``); BadRun says why not."""
+    name = path.relative_to(run_dir).as_posix()
+    try:
+        value = json.loads(_text(path, run_dir))
+    except json.JSONDecodeError as e:
+        raise BadRun(f"{name} is not valid JSON (line {e.lineno} column {e.colno})") from e
+    if not isinstance(value, dict):
+        raise BadRun(f"{name} holds {json.dumps(value)[:40]}, not a JSON object")
+    return finite(value)
+
+
+def _config(path: Path, run_dir: Path) -> dict[str, Any]:
+    """The resolved ``config.yaml`` as a mapping (empty when absent); BadRun when it is not YAML or not a mapping."""
+    if not path.exists():
+        return {}
+    try:
+        config = yaml.safe_load(_text(path, run_dir))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1} column {mark.column + 1})" if mark is not None else ""
+        raise BadRun(f"{path.name} is not valid YAML{where}") from e
+    if config is not None and not isinstance(config, dict):
+        raise BadRun(f"{path.name} holds a {type(config).__name__}, not a mapping")
+    return config or {}
 
 
 @dataclass
@@ -82,28 +118,44 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_run(path: Path, root: Path | None = None) -> Run:
-    """Load the records of one finished run directory (it must hold ``result.json``)."""
+    """Load the records of one finished run directory (it must hold ``result.json``); BadRun when one is unreadable."""
     path = Path(path)
-    config_path = path / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     rel = path.relative_to(root).as_posix() if root is not None else "."
-    trainings = {p.stem: _json(p) for p in sorted((path / "trainings").glob("*.json"))}
+    trainings = {p.stem: _object(p, path) for p in sorted((path / "trainings").glob("*.json"))}
     return Run(
         path=path,
         key=rel if rel != "." else path.name,
-        result=_json(path / "result.json"),
-        config=config or {},
+        result=_object(path / "result.json", path),
+        config=_config(path / "config.yaml", path),
         evaluations=_jsonl(path / "evaluations.jsonl"),
         trainings=trainings,
     )
 
 
 def find_runs(root: Path) -> list[Run]:
-    """Every finished run under ``root`` (any depth), sorted by path; unfinished ones have no result.json."""
+    """Every finished run under ``root`` (any depth), sorted by path; unfinished ones have no result.json.
+
+    A run whose records cannot be read is skipped with one warning line on stderr, so that it spoils no report."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return [load_run(p.parent, root) for p in sorted(root.rglob("result.json"))]
+    runs = []
+    for result in sorted(root.rglob("result.json")):
+        try:
+            runs.append(load_run(result.parent, root))
+        except BadRun as e:
+            print(f"warning: skipped {result.parent}: {e}", file=sys.stderr)
+    return runs
+
+
+def no_runs(root: Path) -> str | None:
+    """Why there is nothing to report on under ``root`` (missing, or no result.json in it), or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return f"no runs directory at {root}"
+    if next(root.rglob("result.json"), None) is None:
+        return f"no finished run (result.json) under {root}"
+    return None
 
 
 def nan_if_none(value: Any) -> float:
