@@ -67,6 +67,9 @@ def direct_l(
 
     def objective(x: np.ndarray, grad: np.ndarray) -> float:
         index = len(history)
+        if index >= max_evals:  # NLopt asks for a second point even with maxeval 1: stop it there
+            opt.force_stop()
+            return float(penalty)
         den = [float(v) for v in x]
         if index < len(done):
             row = done[index]
@@ -104,6 +107,17 @@ def direct_l(
     if xtol_rel > 0:
         opt.set_xtol_rel(xtol_rel)
     # x0 is ignored by DIRECT (it starts at the box centre) but NLopt requires one inside the box.
-    opt.optimize([(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)])
-    best = min(history, key=lambda r: (r["objective"], r["index"]))
-    return {"den": best["den"], "objective": best["objective"], "index": best["index"], "evaluations": len(history)}
+    try:
+        opt.optimize([(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)])
+    except nlopt.ForcedStop:
+        pass
+    ok = [r for r in history if r["status"] == "ok"]
+    best = min(ok or history, key=lambda r: (r["objective"], r["index"]))
+    return {
+        "den": best["den"],
+        "objective": best["objective"],
+        "index": best["index"],
+        "evaluations": len(history),
+        "max_evals": int(max_evals),
+        "status": "ok" if ok else "diverged",
+    }

@@ -10,13 +10,14 @@ run data-parallel (``wconv.distributed``): every rank runs this same flow, rank 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ from wconv import data as wdata
 from wconv import distributed, models, objectives
 from wconv.nn.density import FAMILIES, get_family, parse_den
 from wconv.search import Evaluation, check_bounds, direct_l
-from wconv.tracking.identity import RecordMismatch, claim_run_dir, run_fingerprint
-from wconv.tracking.records import read_json, write_json
+from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, run_fingerprint
+from wconv.tracking.lock import RunLock, RunLocked
+from wconv.tracking.progress import EpochLog
+from wconv.tracking.provenance import provenance
+from wconv.tracking.records import load_checkpoint, read_json, read_jsonl, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
-from wconv.training import DensityOptimConfig, OptimConfig, train
+from wconv.training import OPTIMIZERS, DensityOptimConfig, OptimConfig, TrainResult, evaluate, train
 
 log = logging.getLogger("wconv.train")
+BEST_EVAL = "best-eval.pt"  # the best search evaluation's model, kept for the final seed that repeats it
 
 
 class ConfigError(ValueError):
@@ -56,20 +61,51 @@ def search_bounds(cfg: DictConfig) -> list[list[float]]:
         raise ConfigError(str(err)) from None
 
 
+def _int(cfg: DictConfig, key: str, low: int | None = 1, optional: bool = False) -> int | None:
+    """The integer at ``key``, at least ``low``; one ConfigError naming the key otherwise."""
+    value = OmegaConf.select(cfg, key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise ConfigError(f"{key} must be an integer{bound}, got {value!r}")
+    return value
+
+
+def _float(cfg: DictConfig, key: str, positive: bool = False) -> float:
+    """The finite number at ``key`` (positive if asked); one ConfigError naming the key otherwise."""
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value!r}")
+    return float(value)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Every check that can fail before training: one clear ConfigError each."""
+    """Every check that can fail before anything is written or trained: one clear ConfigError each."""
     if cfg.model.name not in models.MODEL_NAMES:
         raise ConfigError(f"unknown model {cfg.model.name!r}; choose one of {', '.join(models.MODEL_NAMES)}")
     if cfg.data.name not in wdata.DATA_NAMES:
         raise ConfigError(f"unknown data {cfg.data.name!r}; choose one of {', '.join(wdata.DATA_NAMES)}")
-    k = int(cfg.model.kernel_size)
-    if k < 1 or k % 2 == 0:
+    if missing := [key for key in cfg.data if OmegaConf.is_missing(cfg.data, key)]:
+        raise ConfigError(
+            f"data={cfg.data.name} needs {', '.join(f'data.{key}' for key in missing)} "
+            f"(e.g. data.{missing[0]}=path/to/images): see configs/data/{cfg.data.name}.yaml"
+        )
+    for key in ("limit_train", "limit_eval"):
+        if key in cfg.data:
+            _int(cfg, f"data.{key}", optional=True)
+    k = _int(cfg, "model.kernel_size")
+    if k % 2 == 0:
         raise ConfigError(f"model.kernel_size must be odd and positive, got {k}")
     if cfg.density.family not in FAMILIES:
         raise ConfigError(f"density.family must be one of {', '.join(FAMILIES)}, got {cfg.density.family!r}")
     kind = cfg.density.kind
     if kind not in ("standard", "fixed", "learned"):
         raise ConfigError(f"density.kind must be standard, fixed or learned, got {kind!r}")
+    if kind == "standard" and cfg.density.den is not None:
+        raise ConfigError(f"density.den={cfg.density.den} needs density=fixed (density=standard has no density)")
     if kind == "fixed":
         den = OmegaConf.to_object(cfg.density.den) if cfg.density.den is not None else None
         if den is None:
@@ -79,15 +115,22 @@ def validate(cfg: DictConfig) -> None:
         except ValueError as err:
             raise ConfigError(str(err)) from None
     for key in ("train.epochs", "final.epochs", "train.batch_size"):
-        if int(OmegaConf.select(cfg, key)) < 1:
-            raise ConfigError(f"{key} must be at least 1, got {OmegaConf.select(cfg, key)}")
-    if len(cfg.final.seeds) < 1:
-        raise ConfigError("final.seeds must list at least one seed, e.g. final.seeds=[0,1,2]")
+        _int(cfg, key)
+    seeds = OmegaConf.to_object(cfg.final.seeds) if OmegaConf.is_list(cfg.final.seeds) else None
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"final.seeds must list integer seeds, e.g. final.seeds=[0,1,2]; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"final.seeds lists a seed twice ({seeds}): each seed trains once; give distinct seeds")
+    if cfg.optim.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {cfg.optim.name!r}")
+    _float(cfg, "optim.lr", positive=True)
+    if kind == "learned":
+        _float(cfg, "density.lr", positive=True)
     if cfg.search.name == "direct_l":
         if kind != "standard":
             raise ConfigError(f"search=direct_l finds den itself: drop density={kind} (keep density=standard)")
-        if int(cfg.search.max_evals) < 1:
-            raise ConfigError(f"search.max_evals must be at least 1, got {cfg.search.max_evals}")
+        _int(cfg, "search.max_evals")
+        _float(cfg, "search.penalty")
         try:
             objective = objectives.get(cfg.search.objective)
         except ValueError as err:
@@ -103,11 +146,11 @@ def validate(cfg: DictConfig) -> None:
 
 def data_options(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.data`` less its name; options this dataset does not take (a profile's denoising settings on a
-    classification set, say) are dropped with a warning. Typos cannot reach here: Hydra refuses unknown keys."""
+    classification set, say) are dropped. Typos cannot reach here: Hydra refuses unknown keys."""
     chosen = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "name"}
     valid = wdata.options(cfg.data.name)
-    if dropped := sorted(set(chosen) - set(valid)):
-        log.info(f"data option(s) {', '.join(dropped)} do not apply to {cfg.data.name}: ignored")
+    if dropped := sorted(set(chosen) - set(valid)):  # a profile's denoising crops on a classification set, say
+        log.debug(f"data option(s) {', '.join(dropped)} do not apply to {cfg.data.name}: ignored")
     return {k: v for k, v in chosen.items() if k in valid}
 
 
@@ -156,6 +199,13 @@ class Runner:
             {**OmegaConf.to_container(self.cfg, resolve=True), "seed": seed, "variant": name},
             den=den,
         )
+        progress = EpochLog(name, epochs, self.run_dir / "metrics" / f"{name}.csv", self.data.task.curve[0])
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            run.log({**row, "epoch": epoch})
+            if distributed.is_main():
+                progress(row)
+
         try:
             result = train(
                 model,
@@ -168,7 +218,7 @@ class Runner:
                 device=self.device,
                 eval_split=split,
                 checkpoint=self.run_dir / "checkpoints" / f"{name}.pt",
-                on_epoch=lambda epoch, row: run.log(row, step=epoch),
+                on_epoch=on_epoch,
                 progress=self.progress,
                 desc=name,
             )
@@ -178,6 +228,36 @@ class Runner:
         if split == "test" and self.data.task.saves_examples and result.status == "ok" and distributed.is_main():
             self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
         return result
+
+    def reuse_best_eval(self, name: str, seed: int, den: Any) -> TrainResult | None:
+        """The search's best evaluation as this final training when it is the same training (same seed, density
+        and epochs; it differs only by the split it is scored on): its model scored on the test split, no retraining.
+        None when there is no such evaluation."""
+        cfg, saved = self.cfg, self.run_dir / "checkpoints" / BEST_EVAL
+        info = self.run_dir / "checkpoints" / f"{BEST_EVAL}.json"
+        if seed != int(cfg.seed) or int(cfg.final.epochs) != int(cfg.train.epochs) or not info.exists():
+            return None
+        record = read_json(info)
+        state = load_checkpoint(saved)
+        if record["den"] != den or state is None or state["epoch"] != int(cfg.train.epochs):
+            return None
+        model = self.build_model(seed, den, False).to(self.device)
+        model.load_state_dict(state["model"])
+        amp = self.device.type == "cuda"
+        metrics = distributed.from_main(evaluate, model, self.data, "test", int(cfg.train.batch_size), self.device, amp)
+        log.info(
+            f"{name}: the same training as search evaluation {record['index']}: its model scored on the test split"
+        )
+        if distributed.is_main():
+            saved.replace(self.run_dir / "checkpoints" / f"{name}.pt")
+            info.unlink()
+            if self.data.task.saves_examples:
+                self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
+        history = record["history"]
+        per_step = statistics.median(r["seconds"] for r in history) / self.data.steps_per_epoch(
+            int(cfg.train.batch_size)
+        )
+        return TrainResult("ok", metrics, history, per_step)
 
     @torch.no_grad()
     def save_example(self, model: torch.nn.Module, path: Path, size: int = 256) -> None:
@@ -217,24 +297,35 @@ def run_search(runner: Runner) -> dict[str, Any]:
 
     bar = tqdm(total=int(cfg.search.max_evals), desc="DIRECT-L", disable=None if runner.progress else True)
 
+    best = [math.inf]
+    checkpoints = runner.run_dir / "checkpoints"
+
     def evaluate(index: int, den: list[float]) -> Evaluation:
         distributed.check_same(den, f"the density of evaluation {index}")  # NLopt runs on every rank
         res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
-        if distributed.is_main():
-            (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
+        last = checkpoints / f"eval-{index:03d}.pt"
         if res.status != "ok":
+            if distributed.is_main():
+                last.unlink(missing_ok=True)
             return Evaluation(float("nan"), "diverged", {"history": res.history})
         value = objectives.get(cfg.search.objective).value(res.metrics)
+        if distributed.is_main():
+            if value < best[0] and last.exists():  # the final seed that repeats it will reuse this model
+                last.replace(checkpoints / BEST_EVAL)
+                write_json(checkpoints / f"{BEST_EVAL}.json", {"index": index, "den": den, "history": res.history})
+            last.unlink(missing_ok=True)
         return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
 
     def report(index: int, row: dict) -> None:
         bar.update(1)
         if not distributed.is_main():
             return
+        if row["status"] == "ok":
+            best[0] = min(best[0], row["objective"])
         den = ", ".join(f"{v:.4g}" for v in row["den"])
-        bar.write(
+        log.info(
             f"eval {index + 1}/{cfg.search.max_evals} den=[{den}] {cfg.search.objective}={row['objective']:.5g} "
-            f"({row['status']}, {row['seconds']:.1f} s)"
+            f"best {best[0]:.5g} ({row['status']}, {row['seconds']:.1f} s)"
         )
 
     with search_record(runner.run_dir / "evaluations.jsonl") as record:
@@ -269,8 +360,16 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
         for seed in cfg.final.seeds:
             name = f"final-{variant}-seed{seed}"
             path = runner.run_dir / "trainings" / f"{name}.json"
+            if path.exists() and read_json(path)["den"] != den:  # a larger search budget found another density
+                log.info(
+                    f"{name}: recorded for den={read_json(path)['den']}, the search now gives {den}: training again"
+                )
+                path.unlink()
+                (runner.run_dir / "checkpoints" / f"{name}.pt").unlink(missing_ok=True)
             if not path.exists():
-                res = runner.train_one(name, job_type, int(seed), den, learn_den, int(cfg.final.epochs), "test")
+                res = runner.reuse_best_eval(name, int(seed), den) if variant == "weighted" else None
+                if res is None:
+                    res = runner.train_one(name, job_type, int(seed), den, learn_den, int(cfg.final.epochs), "test")
                 if distributed.is_main():
                     write_json(
                         path,
@@ -301,22 +400,141 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
     return out
 
 
-def run(cfg: DictConfig, run_dir: Path) -> float:
+def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
+    """Each non-standard variant minus the standard one on the seeds where both trained: per seed, mean, standard
+    error and the paired t-test's two-sided p-value (None with fewer than two seeds or no spread)."""
+    if "standard" not in variants:
+        return {}
+    base = variants["standard"]["seeds"]
+    out: dict[str, Any] = {}
+    for variant, info in variants.items():
+        if variant == "standard":
+            continue
+        both = [s for s, r in info["seeds"].items() if r["status"] == "ok" and base.get(s, {}).get("status") == "ok"]
+        for metric in metrics:
+            diffs = {s: info["seeds"][s][metric] - base[s][metric] for s in both if metric in info["seeds"][s]}
+            if not diffs:
+                continue
+            values = list(diffs.values())
+            p_value = None
+            if len(values) > 1 and statistics.stdev(values) > 0:
+                from scipy import stats
+
+                p_value = float(stats.ttest_1samp(values, 0.0).pvalue)
+            out.setdefault(variant, {})[metric] = {"per_seed": diffs, **_summary(values), "p_value": p_value}
+    return out
+
+
+def header(cfg: DictConfig, data: Any) -> str:
+    """One line saying what the run will do and how big it is."""
+    sizes = " / ".join(f"{data.sizes[s]} {s}" for s in ("train", "val", "test"))
+    evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
+    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
+    variants = 1 + int(weighted and bool(cfg.final.baseline))
+    total = evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
+    search = f"direct_l {evals} evaluations x {cfg.train.epochs} epochs, " if evals else ""
+    return (
+        f"{cfg.name}: model {cfg.model.name} ({cfg.model.kernel_size}x{cfg.model.kernel_size}), data "
+        f"{cfg.data.name} ({sizes}), profile {cfg.profile_name}, {search}final {variants} variant(s) x "
+        f"{len(cfg.final.seeds)} seed(s) x {cfg.final.epochs} epochs: {total} epochs in all"
+    )
+
+
+def summary_line(result: dict[str, Any], metric: str) -> str:
+    """The run's outcome in one line: best density, each variant's mean ± s.e. and the paired difference."""
+    parts = [f"best den {result['best_den']}"] if result.get("best_den") else []
+    for variant, info in result["variants"].items():
+        stat = info["test"].get(metric)
+        parts.append(f"{variant} {metric} " + ("n/a" if not stat else _pm(stat)))
+    for variant, diffs in result.get("paired", {}).items():
+        if metric in diffs:
+            d = diffs[metric]
+            p = "" if d["p_value"] is None else f", p={d['p_value']:.3g}"
+            parts.append(f"{variant} - standard {_pm(d, signed=True)} ({len(d['per_seed'])} paired seeds{p})")
+    return "; ".join(parts)
+
+
+def _pm(stat: dict[str, Any], signed: bool = False) -> str:
+    mean = f"{stat['mean']:+.4g}" if signed else f"{stat['mean']:.4g}"
+    return mean if stat.get("sem") is None else f"{mean} ± {stat['sem']:.2g}"
+
+
+@contextmanager
+def log_file(path: Path) -> Iterator[None]:
+    """Log to ``path`` too for the block, unless a handler (Hydra's) writes there already."""
+    root = logging.getLogger()
+    target = str(path.resolve())
+    if any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        yield
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def _finished(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """The recorded result if this run is complete for these seeds and this search budget (reads only)."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return None
+    result = read_json(path)
+    budget = result.get("search") and result["search"].get("max_evals")
+    if result["final_seeds"] != [int(s) for s in cfg.final.seeds]:
+        return None
+    if cfg.search.name == "direct_l" and budget not in (None, int(cfg.search.max_evals)):
+        return None
+    return result
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> float:
+    """Validate, resume or start the run in ``run_dir``: search, final trainings, ``result.json``. One process at a
+    time per run directory (``RunLock``); every check that can fail comes before the first write."""
     validate(cfg)
-    with distributed.main_first():  # rank 0 downloads, if asked to, before the others read
-        data = wdata.build(cfg.data.name, **data_options(cfg))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    claim_run_dir(run_dir, cfg, write=distributed.is_main())
-    distributed.barrier()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"the run directory {run_dir} is a file: choose another hydra.run.dir")
+    check_run_dir(run_dir, cfg)  # before anything is built or written
+    if (done := _finished(run_dir, cfg)) is not None:
+        log.info(f"{run_dir}: finished already ({run_dir / 'result.json'})")
+        return float(done["objective"])
+    with ExitStack() as stack:
+        if distributed.is_main() and run_dir.is_dir():  # refuse a second process at once, before loading data
+            stack.enter_context(RunLock(run_dir))
+        with distributed.main_first():  # rank 0 downloads, if asked to, before the others read
+            data = wdata.build(cfg.data.name, **data_options(cfg))
+        if not data.sizes.get("test"):
+            raise ConfigError(f"data={cfg.data.name} has no test images: the final trainings are scored on them")
+        if distributed.is_main():
+            if not run_dir.is_dir():
+                run_dir.mkdir(parents=True)
+                stack.enter_context(RunLock(run_dir))
+            claim_run_dir(run_dir, cfg, provenance(overrides))
+            stack.enter_context(log_file(run_dir / "train.log"))
+        distributed.barrier()
+        return _run(cfg, run_dir, data)
+
+
+def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
+    log.info(header(cfg, data))
     result_path = run_dir / "result.json"
     seeds = [int(s) for s in cfg.final.seeds]
-    if result_path.exists() and read_json(result_path)["final_seeds"] == seeds:
-        result = read_json(result_path)
-        log.info(f"{run_dir}: finished already ({result_path})")
-        return float(result["objective"])
-
     tracker = (
-        WandbTracker(cfg.logger.project, cfg.name, run_dir, cfg.logger.entity, cfg.logger.mode)
+        WandbTracker(
+            cfg.logger.project,
+            run_dir.name,
+            run_dir,
+            run_fingerprint(cfg),
+            [str(cfg.profile_name), str(cfg.table or data.task.name), cfg.model.name, cfg.data.name, conv_name(cfg)],
+            cfg.logger.entity,
+            cfg.logger.mode,
+        )
         if cfg.logger.name == "wandb" and distributed.is_main()
         else NullTracker()
     )
@@ -325,6 +543,11 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     search = None
     if cfg.search.name == "direct_l":
         search = run_search(runner)
+        if search["status"] != "ok":
+            log.warning(
+                f"every one of the {search['evaluations']} search evaluations diverged: no density trained; the "
+                f"final trainings use the first point ({search['den']}). Lower optim.lr or narrow search.bounds"
+            )
         den = search["den"]
         variants = [("weighted", "final", den, False)]
     elif kind == "fixed":
@@ -340,43 +563,90 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     final = run_final(runner, variants)
     main_variant = final[variants[0][0]]
     objective = search["objective"] if search else main_variant["test"].get("loss", {}).get("mean", float("nan"))
+    metrics = [m.key for m in data.task.metrics] + ["loss"]
     result = {
         "name": cfg.name,
-        "profile": cfg.get("profile_name"),
-        "table": cfg.get("table") or data.task.name,
+        "profile": cfg.profile_name,
+        "table": cfg.table or data.task.name,
         "task": data.task.name,
         "model": cfg.model.name,
         "data": cfg.data.name,
         "kernel_size": int(cfg.model.kernel_size),
         "density": kind if not search else "direct_l",
-        "best_den": den if (search or kind == "fixed") else None,
+        "best_den": den if (search and search["status"] == "ok") or kind == "fixed" else None,
         "search": search,
         "objective": objective,
         "final_seeds": seeds,
         "variants": final,
+        "paired": paired(final, metrics),
         "fingerprint": run_fingerprint(cfg),
     }
     if distributed.is_main():
         write_json(result_path, result)
+        tracker.search_summary(
+            read_jsonl(run_dir / "evaluations.jsonl"),
+            result,
+            [
+                result_path,
+                run_dir / "run.json",
+                run_dir / "evaluations.jsonl",
+                *sorted(run_dir.glob("trainings/*.json")),
+            ],
+        )
     log.info(f"{run_dir}: done -> {result_path}")
+    log.info(summary_line(result, data.task.paper_metric))
     return float(objective)
+
+
+def conv_name(cfg: DictConfig) -> str:
+    """What convolution a run trains: direct_l for a search, else the density's kind (standard, fixed, learned)."""
+    return "direct_l" if cfg.search.name == "direct_l" else str(cfg.density.kind)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
         log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
     try:
-        return run(cfg, run_dir)
-    except (ConfigError, RecordMismatch, wdata.DataError) as err:
-        if distributed.is_main():
-            print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError) as err:
+        fail(f"error: {_one_line(err)}", 2)
+    except KeyboardInterrupt:
+        fail(f"interrupted: what was recorded in {run_dir} is intact; run the same command to resume", 130)
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        fail(
+            f"error: cannot write{where}: {err.strerror or err}; fix that (free space, permissions, another "
+            "hydra.run.dir) and run the same command again: it resumes from what was recorded",
+            1,
+        )
     finally:
         distributed.close()
 
 
-if __name__ == "__main__":
+def fail(message: str, status: int) -> None:
+    if distributed.is_main():
+        print(message, file=sys.stderr)
+    sys.exit(status)
+
+
+def cli() -> None:
+    """``python -m wconv.train``: bad overrides (an unknown group option or key, a malformed value) get one line
+    and exit status 2 before Hydra starts; then Hydra runs ``main``."""
+    from wconv.cli_checks import check_overrides
+
+    if (message := check_overrides(sys.argv[1:])) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

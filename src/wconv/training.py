@@ -25,6 +25,7 @@ from wconv.nn import densities
 from wconv.tracking.records import load_checkpoint, save_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 @dataclass
@@ -96,16 +97,14 @@ def make_optimizers(
     den_params = [p for n, p in model.named_parameters() if n.endswith(".den") or n == "den"]
     ids = {id(p) for p in den_params}
     weights = [p for p in model.parameters() if id(p) not in ids]
+    if cfg.name not in OPTIMIZERS:
+        raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {cfg.name!r}")
     if cfg.name == "sgd":
         opt = torch.optim.SGD(
             weights, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
-    elif cfg.name == "adamw":
-        opt = torch.optim.AdamW(weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    elif cfg.name == "adam":
-        opt = torch.optim.Adam(weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     else:
-        raise ValueError(f"optim.name must be sgd, adam or adamw, got {cfg.name!r}")
+        opt = OPTIMIZERS[cfg.name](weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     step_scheds = [torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * epochs, steps_per_epoch))]
     opts, epoch_scheds = [opt], []
     if den_params:

@@ -9,11 +9,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from wconv.tracking.records import fingerprint, read_json, write_json
+from wconv.tracking.records import fingerprint, read_json, write_json, write_text
 
 # Keys that do not change what a run computes: a run directory may be resumed with other values of these (where
-# the data lives is one: the same files give the same run).
-VOLATILE = ("logger", "device", "progress", "final.seeds", "data.root", "data.download")
+# the data lives is one: the same files give the same run; a search's budget another: DIRECT-L's sequence of
+# points does not depend on it, so a larger budget replays the recorded prefix and goes on).
+VOLATILE = ("logger", "device", "progress", "final.seeds", "data.root", "data.download", "search.max_evals")
 
 
 class RecordMismatch(ValueError):
@@ -43,23 +44,31 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig, write: bool = True) -> None:
-    """Write the run's config and fingerprint (only if ``write``), or check them against the ones already there."""
-    ident = identity(cfg)
+def check_run_dir(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """The run's record in ``run_dir`` (None when new); RecordMismatch if it holds another configuration. Reads only."""
     record = run_dir / "run.json"
-    if record.exists():
-        old = read_json(record)
-        if old["fingerprint"] != fingerprint(ident):
-            diffs = "; ".join(_diff(old["identity"], ident)[:4])
-            raise RecordMismatch(
-                f"{run_dir} holds a run of another configuration ({diffs}); "
-                "resume it with its own settings or choose another hydra.run.dir"
-            )
-        return
-    if not write:
-        return
-    write_json(record, {"fingerprint": fingerprint(ident), "identity": ident})
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if not record.is_file():
+        return None
+    old = read_json(record)
+    ident = identity(cfg)
+    if old["fingerprint"] != fingerprint(ident):
+        diffs = "; ".join(_diff(old["identity"], ident)[:4])
+        raise RecordMismatch(
+            f"{run_dir} holds a run of another configuration ({diffs}); "
+            "resume it with its own settings or choose another hydra.run.dir"
+        )
+    return old
+
+
+def claim_run_dir(run_dir: Path, cfg: DictConfig, start: dict[str, Any]) -> None:
+    """Record the run's config, fingerprint and this start's provenance (``start``: commit, command, machine) in
+    ``run.json`` and ``config.yaml``; the checks of ``check_run_dir`` first."""
+    old = check_run_dir(run_dir, cfg)
+    ident = identity(cfg)
+    starts = (old or {}).get("starts", []) + [start]
+    write_json(run_dir / "run.json", {"fingerprint": fingerprint(ident), "identity": ident, "starts": starts})
+    if old is None:
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def safe_dirname(overrides: str, limit: int = 200) -> str:
@@ -74,3 +83,7 @@ def safe_dirname(overrides: str, limit: int = 200) -> str:
 
 
 OmegaConf.register_new_resolver("wconv.dirname", safe_dirname, replace=True)
+# A run's convolution for its name: direct_l for a search (whose density.kind is standard), else the kind.
+OmegaConf.register_new_resolver(
+    "wconv.conv", lambda kind, search: "direct_l" if search == "direct_l" else kind, replace=True
+)

@@ -13,11 +13,21 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -43,6 +53,11 @@ def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     data = json.dumps(_jsonable(obj), indent=2, sort_keys=False).encode() + b"\n"
     _atomic_write(path, lambda f: f.write(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically."""
+    _atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path: Path) -> Any:

@@ -1,0 +1,55 @@
+"""Hydra's own errors as one line: compose the command line's overrides once before Hydra starts, and turn an
+unknown group option, an unknown key or a malformed override into a sentence that says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+HYDRA_FLAGS = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion")
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def explain(err: BaseException) -> str:
+    """One line for a composition error."""
+    text = str(err)
+    if isinstance(err, MissingConfigException) and "Could not find" in text:
+        group = text.split("'")[1].split("/")[0] if "'" in text else "the group"
+        options = getattr(err, "options", None) or []
+        listed = f"; choose one of {', '.join(options)}" if options else ""
+        return f"{_first_line(err).removeprefix('In ' + repr('train') + ': ')}{listed} (see configs/{group}/)"
+    if isinstance(err, OverrideParseException):
+        return f"malformed override: {_first_line(err)}; write key=value, e.g. optim.lr=0.01 or density.den=[0.7]"
+    cause = err.__cause__ or err
+    if "not in struct" in str(cause) or "Could not override" in text or "Could not append" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        return (
+            f"unknown key {key}: check the spelling against `python -m wconv.train --cfg job`, "
+            f"or add a new key with +{key}=..."
+        )
+    return " ".join(_first_line(cause).split())
+
+
+def check_overrides(argv: list[str]) -> str | None:
+    """The one-line error the overrides in ``argv`` cause when composed, or None when they compose (multirun
+    sweeps and Hydra's own flags are left to Hydra)."""
+    if any(a in HYDRA_FLAGS or a.startswith("--") for a in argv):
+        return None
+    overrides = [a for a in argv if not a.startswith("hydra.") and not a.startswith("+hydra.")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except (ConfigCompositionException, MissingConfigException, OverrideParseException, OmegaConfBaseException) as err:
+        return explain(err)
+    finally:
+        GlobalHydra.instance().clear()
+    return None
