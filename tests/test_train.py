@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, start_cli
+from wandb_records import of_kind, read_records
 
 from wconv.tracking.records import read_json, read_jsonl
 
@@ -129,7 +130,7 @@ def test_divergence_is_penalised_and_recorded(tmp_path, tiny):
     assert result["variants"]["weighted"]["diverged"] == 1
 
 
-def test_wandb_offline_files_appear(tmp_path, tiny):
+def test_wandb_offline_runs_read_back(tmp_path, tiny):
     run_dir = tmp_path / "wb"
     args = [
         "model=vgg11",
@@ -144,9 +145,33 @@ def test_wandb_offline_files_appear(tmp_path, tiny):
     ]
     proc = run_cli(args, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2  # the weighted and the standard training
-    assert all(list(r.glob("*.wandb")) for r in runs)
+    assert "wandb:" not in proc.stdout + proc.stderr  # a quiet console
+    key = read_json(run_dir / "run.json")["fingerprint"]
+    runs = {}
+    for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
+        records = read_records(next(folder.glob("*.wandb")))
+        (run,) = of_kind(records, "run")
+        runs[run.run_id] = (run, records)
+    names = ["final-weighted-seed0", "final-standard-seed0", "summary"]
+    assert sorted(runs) == sorted(f"{key}-{n}" for n in names)  # deterministic ids: a requeue resumes the same run
+    for run, _ in runs.values():
+        assert run.run_group == "wb" and {"smoke", "classification", "vgg11", "digits", "fixed"} <= set(run.tags)
+    weighted, records = runs[f"{key}-final-weighted-seed0"]
+    updates = [weighted.config, *of_kind(records, "config")]
+    config = {u.key: json.loads(u.value_json) for c in updates for u in c.update}
+    assert config["den_0"] == 0.7  # a scalar W&B can put on an axis
+    assert any(m.name == "val_loss" and m.summary.min for m in of_kind(records, "metric"))
+    steps = [{i.key or "/".join(i.nested_key): i.value_json for i in h.item} for h in of_kind(records, "history")]
+    assert any("val_loss" in s and s.get("epoch") == "1" for s in steps)
+    summary_run, records = runs[f"{key}-summary"]
+    assert summary_run.job_type == "summary"
+    summary = {
+        u.key or "/".join(u.nested_key): json.loads(u.value_json) for s in of_kind(records, "summary") for u in s.update
+    }
+    assert summary["best_den_0"] == 0.7 and "weighted/acc1_mean" in summary
+    (artifact,) = of_kind(records, "artifact")
+    files = {e.path for e in artifact.manifest.contents}
+    assert artifact.type == "records" and {"result.json", "run.json"} <= files
 
 
 def _prepare_bad_dir(tmp_path):
