@@ -27,9 +27,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wconv import data as wdata
-from wconv import distributed, models, objectives
+from wconv import distributed, models, objectives, parallel
 from wconv.nn.density import FAMILIES, get_family, parse_den
-from wconv.search import Evaluation, check_bounds, direct_l
+from wconv.search import Evaluation, check_bounds, direct_l, direct_l_batched
 from wconv.tracking.identity import RecordMismatch, claim_run_dir, run_fingerprint
 from wconv.tracking.records import read_json, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
@@ -97,6 +97,11 @@ def validate(cfg: DictConfig) -> None:
         if k == 1:
             raise ConfigError("a 1x1 kernel has no density to search: set model.kernel_size to 3, 5 or 7")
         search_bounds(cfg)
+        s = cfg.search
+        try:
+            parallel.check(int(s.workers), s.launcher, s.ftol_rel, s.xtol_rel, distributed.is_distributed())
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     elif cfg.search.name != "none":
         raise ConfigError(f"search must be none or direct_l, got {cfg.search.name!r}")
 
@@ -210,6 +215,18 @@ def search_record(path: Path) -> Iterator[Path]:
         yield copy
 
 
+def search_evaluation(runner: Runner, index: int, den: list[float]) -> Evaluation:
+    """Evaluation ``index`` of the search: a training from ``cfg.seed`` with ``den``, its validation objective."""
+    cfg = runner.cfg
+    res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
+    if distributed.is_main():
+        (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
+    if res.status != "ok":
+        return Evaluation(float("nan"), "diverged", {"history": res.history})
+    value = objectives.get(cfg.search.objective).value(res.metrics)
+    return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
+
+
 def run_search(runner: Runner) -> dict[str, Any]:
     cfg = runner.cfg
     bounds = search_bounds(cfg)
@@ -219,13 +236,7 @@ def run_search(runner: Runner) -> dict[str, Any]:
 
     def evaluate(index: int, den: list[float]) -> Evaluation:
         distributed.check_same(den, f"the density of evaluation {index}")  # NLopt runs on every rank
-        res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
-        if distributed.is_main():
-            (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
-        if res.status != "ok":
-            return Evaluation(float("nan"), "diverged", {"history": res.history})
-        value = objectives.get(cfg.search.objective).value(res.metrics)
-        return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
+        return search_evaluation(runner, index, den)
 
     def report(index: int, row: dict) -> None:
         bar.update(1)
@@ -238,16 +249,22 @@ def run_search(runner: Runner) -> dict[str, Any]:
         )
 
     with search_record(runner.run_dir / "evaluations.jsonl") as record:
-        best = direct_l(
-            evaluate,
-            bounds,
-            int(cfg.search.max_evals),
-            record,
-            penalty=float(cfg.search.penalty),
-            ftol_rel=float(cfg.search.ftol_rel),
-            xtol_rel=float(cfg.search.xtol_rel),
-            on_result=report,
-        )
+        if int(cfg.search.workers) > 1:  # each round's evaluations side by side (wconv.parallel)
+            with parallel.started(cfg, runner.run_dir) as workers:
+                best = direct_l_batched(
+                    workers, bounds, int(cfg.search.max_evals), record, float(cfg.search.penalty), on_result=report
+                )
+        else:
+            best = direct_l(
+                evaluate,
+                bounds,
+                int(cfg.search.max_evals),
+                record,
+                penalty=float(cfg.search.penalty),
+                ftol_rel=float(cfg.search.ftol_rel),
+                xtol_rel=float(cfg.search.xtol_rel),
+                on_result=report,
+            )
     bar.close()
     if distributed.is_main():
         for stale in (runner.run_dir / "checkpoints").glob("eval-*.pt"):

@@ -12,8 +12,19 @@ from omegaconf import DictConfig, OmegaConf
 from wconv.tracking.records import fingerprint, read_json, write_json
 
 # Keys that do not change what a run computes: a run directory may be resumed with other values of these (where
-# the data lives is one: the same files give the same run).
-VOLATILE = ("logger", "device", "progress", "final.seeds", "data.root", "data.download")
+# the data lives is one: the same files give the same run; how many workers train the search's evaluations is
+# another: every recorded evaluation is checked against the point the search proposes when it is replayed).
+VOLATILE = (
+    "logger",
+    "device",
+    "progress",
+    "final.seeds",
+    "data.root",
+    "data.download",
+    "search.workers",
+    "search.launcher",
+    "search.submitit",
+)
 
 
 class RecordMismatch(ValueError):
