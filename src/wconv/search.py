@@ -110,7 +110,8 @@ def replay(row: dict, den: list[float], record: Path) -> dict:
     if not np.allclose(row["den"], den, rtol=1e-9, atol=1e-12):
         raise RecordMismatch(
             f"{record}: evaluation {row['index']} was recorded at den={row['den']} but the search now proposes "
-            f"{den}; the record belongs to another search (bounds?): use another run directory"
+            f"{den}; the record belongs to another search: other bounds (use another run directory), or "
+            "search.workers switched between 1 and more where their orders part (resume with the workers it began with)"
         )
     return row
 
