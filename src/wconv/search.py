@@ -1,15 +1,16 @@
 """The outer loop of the first paper: DIRECT-L (NLopt ``GN_DIRECT_L``) over the density vector.
 
 Each evaluation is a whole training (the inner SGD loop) that returns a validation objective. Evaluations are
-recorded one JSON line each; DIRECT-L is deterministic, so a restarted search proposes the same points and the
-recorded ones are replayed without training.
+recorded one JSON line each, keyed by their index; DIRECT-L is deterministic, so a restarted search proposes the
+same points and the recorded ones are replayed without training. ``direct_l`` is NLopt's serial search;
+``direct_l_batched`` hands each iteration's new centres (``wconv.direct``) to workers that train them side by side.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import nlopt
 import numpy as np
 
+from wconv.direct import DirectL
 from wconv.tracking.identity import RecordMismatch
 from wconv.tracking.records import append_jsonl, read_jsonl
 
@@ -26,8 +28,12 @@ class Evaluation:
     """What one inner training returns to the search."""
 
     objective: float
-    status: str = "ok"  # "ok" or "diverged"
+    status: str = "ok"  # "ok", "diverged", or "failed" (the evaluation raised; batched search only)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# What workers do with one batch: train every (index, den) and yield (index, evaluation, seconds) as each finishes.
+EvaluateBatch = Callable[[list[tuple[int, list[float]]]], Iterable[tuple[int, Evaluation, float]]]
 
 
 def check_bounds(bounds: Sequence[Sequence[float]], n: int) -> list[list[float]]:
@@ -62,7 +68,7 @@ def direct_l(
     """
     if max_evals < 1:
         raise ValueError(f"search.max_evals must be at least 1, got {max_evals}")
-    done = read_jsonl(record)
+    done = recorded(record)
     history: list[dict] = []
 
     def objective(x: np.ndarray, grad: np.ndarray) -> float:
@@ -71,25 +77,11 @@ def direct_l(
             opt.force_stop()
             return float(penalty)
         den = [float(v) for v in x]
-        if index < len(done):
-            row = done[index]
-            if not np.allclose(row["den"], den, rtol=1e-9, atol=1e-12):
-                raise RecordMismatch(
-                    f"{record}: evaluation {index} was recorded at den={row['den']} but the search now proposes "
-                    f"{den}; the record belongs to another search (bounds?): use another run directory"
-                )
+        if index in done:
+            row = replay(done[index], den, record)
         else:
             start = time.perf_counter()
-            result = evaluate(index, den)
-            diverged = result.status != "ok" or not math.isfinite(result.objective)
-            row = {
-                "index": index,
-                "den": den,
-                "objective": float(penalty if diverged else result.objective),
-                "status": "diverged" if diverged else "ok",
-                "metrics": result.metrics,
-                "seconds": time.perf_counter() - start,
-            }
+            row = make_row(index, den, evaluate(index, den), time.perf_counter() - start, penalty)
             append_jsonl(record, row)
         history.append(row)
         if on_result is not None:
@@ -111,6 +103,41 @@ def direct_l(
         opt.optimize([(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)])
     except nlopt.ForcedStop:
         pass
+    return summary(history, rounds=len(history), max_evals=max_evals)
+
+
+def recorded(record: Path) -> dict[int, dict]:
+    """The finished evaluations of ``record`` by index (a batched search writes them in the order they finish)."""
+    return {int(row["index"]): row for row in read_jsonl(record)}
+
+
+def replay(row: dict, den: list[float], record: Path) -> dict:
+    """The recorded ``row`` for the point the search proposes now; RecordMismatch when it was another point."""
+    if not np.allclose(row["den"], den, rtol=1e-9, atol=1e-12):
+        raise RecordMismatch(
+            f"{record}: evaluation {row['index']} was recorded at den={row['den']} but the search now proposes "
+            f"{den}; the record belongs to another search: other bounds (use another run directory), or "
+            "search.workers switched between 1 and more where their orders part (resume with the workers it began with)"
+        )
+    return row
+
+
+def make_row(index: int, den: list[float], result: Evaluation, seconds: float, penalty: float) -> dict[str, Any]:
+    """One line of the record; a diverged or failed evaluation (or a non-finite objective) counts as ``penalty``."""
+    bad = result.status != "ok" or not math.isfinite(result.objective)
+    return {
+        "index": index,
+        "den": den,
+        "objective": float(penalty if bad else result.objective),
+        "status": (result.status if result.status != "ok" else "diverged") if bad else "ok",
+        "metrics": result.metrics,
+        "seconds": seconds,
+    }
+
+
+def summary(history: list[dict], rounds: int, max_evals: int) -> dict[str, Any]:
+    """The search's result: the best evaluation that trained (the earliest among equal objectives; the first point
+    when none trained, with status "diverged"), the counts."""
     ok = [r for r in history if r["status"] == "ok"]
     best = min(ok or history, key=lambda r: (r["objective"], r["index"]))
     return {
@@ -120,4 +147,49 @@ def direct_l(
         "evaluations": len(history),
         "max_evals": int(max_evals),
         "status": "ok" if ok else "diverged",
+        "rounds": rounds,
     }
+
+
+def direct_l_batched(
+    evaluate_batch: EvaluateBatch,
+    bounds: Sequence[Sequence[float]],
+    max_evals: int,
+    record: Path,
+    penalty: float,
+    on_result: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """DIRECT-L by rounds (``wconv.direct.DirectL``): each round's points not yet recorded go to ``evaluate_batch``
+    together, and each finished evaluation is recorded (with its ``round``) as it comes, in any order.
+
+    Recorded points are replayed by index and must match the proposed ones; a diverged or failed evaluation counts
+    as ``penalty`` and the rest of its round goes on. Returns the best record as ``direct_l`` does.
+    """
+    if max_evals < 1:
+        raise ValueError(f"search.max_evals must be at least 1, got {max_evals}")
+    done = recorded(record)
+    search = DirectL(check_bounds(bounds, len(bounds)), max_evals)
+    history: list[dict] = []
+    round_ = 0
+    while batch := search.ask():
+        first = len(history)
+        rows: dict[int, dict] = {}
+        todo = []
+        for index, den in enumerate(batch, first):
+            if index in done:
+                rows[index] = replay(done[index], den, record)
+                if on_result is not None:
+                    on_result(index, rows[index])
+            else:
+                todo.append((index, den))
+        points = dict(todo)
+        for index, result, seconds in evaluate_batch(todo) if todo else ():
+            rows[index] = {"index": index, "round": round_, **make_row(index, points[index], result, seconds, penalty)}
+            append_jsonl(record, rows[index])
+            if on_result is not None:
+                on_result(index, rows[index])
+        ordered = [rows[index] for index in range(first, first + len(batch))]
+        search.tell([row["objective"] for row in ordered])
+        history += ordered
+        round_ += 1
+    return summary(history, rounds=round_, max_evals=max_evals)

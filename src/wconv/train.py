@@ -28,9 +28,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wconv import data as wdata
-from wconv import distributed, models, objectives
+from wconv import distributed, models, objectives, parallel
 from wconv.nn.density import FAMILIES, get_family, parse_den
-from wconv.search import Evaluation, check_bounds, direct_l
+from wconv.search import Evaluation, check_bounds, direct_l, direct_l_batched
 from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, run_fingerprint
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.progress import EpochLog
@@ -140,6 +140,11 @@ def validate(cfg: DictConfig) -> None:
         if k == 1:
             raise ConfigError("a 1x1 kernel has no density to search: set model.kernel_size to 3, 5 or 7")
         search_bounds(cfg)
+        s = cfg.search
+        try:
+            parallel.check(int(s.workers), s.launcher, s.ftol_rel, s.xtol_rel, distributed.is_distributed())
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     elif cfg.search.name != "none":
         raise ConfigError(f"search must be none or direct_l, got {cfg.search.name!r}")
 
@@ -253,7 +258,7 @@ class Runner:
             info.unlink()
             if self.data.task.saves_examples:
                 self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
-        history = record["history"]
+        history = state["history"]
         per_step = statistics.median(r["seconds"] for r in history) / self.data.steps_per_epoch(
             int(cfg.train.batch_size)
         )
@@ -290,6 +295,19 @@ def search_record(path: Path) -> Iterator[Path]:
         yield copy
 
 
+def search_evaluation(runner: Runner, index: int, den: list[float], keep_checkpoint: bool = False) -> Evaluation:
+    """Evaluation ``index`` of the search: a training from ``cfg.seed`` with ``den``, its validation objective.
+    Its last checkpoint is deleted unless ``keep_checkpoint`` (the serial search keeps the best one)."""
+    cfg = runner.cfg
+    res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
+    if distributed.is_main() and not keep_checkpoint:
+        (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
+    if res.status != "ok":
+        return Evaluation(float("nan"), "diverged", {"history": res.history})
+    value = objectives.get(cfg.search.objective).value(res.metrics)
+    return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
+
+
 def run_search(runner: Runner) -> dict[str, Any]:
     cfg = runner.cfg
     bounds = search_bounds(cfg)
@@ -297,48 +315,49 @@ def run_search(runner: Runner) -> dict[str, Any]:
 
     bar = tqdm(total=int(cfg.search.max_evals), desc="DIRECT-L", disable=None if runner.progress else True)
 
-    best = [math.inf]
+    best_so_far = [math.inf]
     checkpoints = runner.run_dir / "checkpoints"
 
     def evaluate(index: int, den: list[float]) -> Evaluation:
         distributed.check_same(den, f"the density of evaluation {index}")  # NLopt runs on every rank
-        res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
+        result = search_evaluation(runner, index, den, keep_checkpoint=True)
         last = checkpoints / f"eval-{index:03d}.pt"
-        if res.status != "ok":
-            if distributed.is_main():
-                last.unlink(missing_ok=True)
-            return Evaluation(float("nan"), "diverged", {"history": res.history})
-        value = objectives.get(cfg.search.objective).value(res.metrics)
         if distributed.is_main():
-            if value < best[0] and last.exists():  # the final seed that repeats it will reuse this model
-                last.replace(checkpoints / BEST_EVAL)
-                write_json(checkpoints / f"{BEST_EVAL}.json", {"index": index, "den": den, "history": res.history})
+            if result.status == "ok" and result.objective < best_so_far[0] and last.exists():
+                last.replace(checkpoints / BEST_EVAL)  # the final seed that repeats it will reuse this model
+                write_json(checkpoints / f"{BEST_EVAL}.json", {"index": index, "den": den})
             last.unlink(missing_ok=True)
-        return Evaluation(value, "ok", {**res.metrics, "seconds_per_step": res.seconds_per_step})
+        return result
 
     def report(index: int, row: dict) -> None:
         bar.update(1)
         if not distributed.is_main():
             return
         if row["status"] == "ok":
-            best[0] = min(best[0], row["objective"])
+            best_so_far[0] = min(best_so_far[0], row["objective"])
         den = ", ".join(f"{v:.4g}" for v in row["den"])
         log.info(
             f"eval {index + 1}/{cfg.search.max_evals} den=[{den}] {cfg.search.objective}={row['objective']:.5g} "
-            f"best {best[0]:.5g} ({row['status']}, {row['seconds']:.1f} s)"
+            f"best {best_so_far[0]:.5g} ({row['status']}, {row['seconds']:.1f} s)"
         )
 
     with search_record(runner.run_dir / "evaluations.jsonl") as record:
-        best = direct_l(
-            evaluate,
-            bounds,
-            int(cfg.search.max_evals),
-            record,
-            penalty=float(cfg.search.penalty),
-            ftol_rel=float(cfg.search.ftol_rel),
-            xtol_rel=float(cfg.search.xtol_rel),
-            on_result=report,
-        )
+        if int(cfg.search.workers) > 1:  # each round's evaluations side by side (wconv.parallel)
+            with parallel.started(cfg, runner.run_dir) as workers:
+                best = direct_l_batched(
+                    workers, bounds, int(cfg.search.max_evals), record, float(cfg.search.penalty), on_result=report
+                )
+        else:
+            best = direct_l(
+                evaluate,
+                bounds,
+                int(cfg.search.max_evals),
+                record,
+                penalty=float(cfg.search.penalty),
+                ftol_rel=float(cfg.search.ftol_rel),
+                xtol_rel=float(cfg.search.xtol_rel),
+                on_result=report,
+            )
     bar.close()
     if distributed.is_main():
         for stale in (runner.run_dir / "checkpoints").glob("eval-*.pt"):

@@ -13,8 +13,20 @@ from wconv.tracking.records import fingerprint, read_json, write_json, write_tex
 
 # Keys that do not change what a run computes: a run directory may be resumed with other values of these (where
 # the data lives is one: the same files give the same run; a search's budget another: DIRECT-L's sequence of
-# points does not depend on it, so a larger budget replays the recorded prefix and goes on).
-VOLATILE = ("logger", "device", "progress", "final.seeds", "data.root", "data.download", "search.max_evals")
+# points does not depend on it, so a larger budget replays the recorded prefix and goes on; how many workers train
+# the evaluations a third: every recorded evaluation is checked against the point the search proposes when replayed).
+VOLATILE = (
+    "logger",
+    "device",
+    "progress",
+    "final.seeds",
+    "data.root",
+    "data.download",
+    "search.max_evals",
+    "search.workers",
+    "search.launcher",
+    "search.submitit",
+)
 
 
 class RecordMismatch(ValueError):

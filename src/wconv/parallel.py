@@ -1,0 +1,271 @@
+"""Search evaluations side by side (``search.workers``): local worker processes, or one submitit job each.
+
+Either kind is called with one round of DIRECT-L (``wconv.search.direct_l_batched``) and yields each evaluation as
+it finishes. A local worker builds what its evaluations share (the data, a Runner) once. A training that raises is
+returned as a failed evaluation, which the search penalises; a worker lost on the way (its process killed, its job
+ended without a result) has its point trained again, from the evaluation's last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from wconv.search import Evaluation
+
+log = logging.getLogger("wconv.parallel")
+
+LAUNCHERS = ("local", "submitit")
+MAX_LOSSES = 3  # a point whose worker is lost this many times stops the search: something kills it
+
+Evaluate = Callable[[int, list[float]], Evaluation]
+Setup = Callable[[int], Evaluate]  # run in a worker: its slot (0 .. workers-1) -> its evaluate(index, den)
+Task = tuple[int, list[float]]
+Finished = tuple[int, Evaluation, float]
+
+
+class WorkerLost(RuntimeError):
+    """A point's worker was lost MAX_LOSSES times, or a job failed before its training; the message says which."""
+
+
+def check(workers: int, launcher: str, ftol_rel: float, xtol_rel: float, distributed: bool) -> None:
+    """Refuse settings of ``search.workers`` and ``search.launcher`` that cannot run, with one clear ValueError."""
+    if workers < 1:
+        raise ValueError(f"search.workers must be at least 1, got {workers}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"search.launcher must be {' or '.join(LAUNCHERS)}, got {launcher!r}")
+    if workers == 1 and launcher != "local":
+        raise ValueError(f"search.launcher={launcher} needs search.workers>1 (one worker trains in this process)")
+    if workers > 1 and (ftol_rel > 0 or xtol_rel > 0):
+        raise ValueError("search.ftol_rel and search.xtol_rel are NLopt's stopping rules: they need search.workers=1")
+    if workers > 1 and distributed:
+        raise ValueError("search.workers>1 trains evaluations in processes of their own: not under torchrun")
+
+
+def safe_evaluate(evaluate: Evaluate, index: int, den: list[float]) -> tuple[Evaluation, float]:
+    """``evaluate(index, den)`` and its seconds; an exception is printed and returned as a failed evaluation."""
+    start = time.perf_counter()
+    try:
+        result = evaluate(index, den)
+    except Exception as err:
+        traceback.print_exc()
+        result = Evaluation(float("nan"), "failed", {"error": f"{type(err).__name__}: {err}"})
+    return result, time.perf_counter() - start
+
+
+def cores() -> int:
+    """The CPU cores this process may use (its affinity: a SLURM job's share, say)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_device(configured: str, slot: int) -> torch.device:
+    """Worker ``slot``'s device: GPU ``slot % count`` when the run trains on CUDA (``auto`` or ``cuda``), else
+    the configured one."""
+    if configured in ("auto", "cuda") and torch.cuda.is_available():
+        device = torch.device("cuda", slot % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu" if configured == "auto" else configured)
+
+
+@dataclass(frozen=True)
+class TrainingWorker:
+    """The ``Setup`` of a search's workers: in a worker, the data, a tracker and a Runner for ``cfg``'s
+    evaluations (``cfg`` resolved, so that a worker needs no Hydra)."""
+
+    cfg: DictConfig
+    run_dir: Path
+
+    def __call__(self, slot: int) -> Evaluate:
+        from wconv import data as wdata
+        from wconv import train  # here: wconv.train imports this module
+        from wconv.tracking.wandb_logger import NullTracker, WandbTracker
+
+        cfg = self.cfg
+        data = wdata.build(cfg.data.name, **train.data_options(cfg))
+        logger = cfg.logger
+        tracker = (  # as wconv.train.run makes it
+            WandbTracker(logger.project, cfg.name, self.run_dir, logger.entity, logger.mode)
+            if logger.name == "wandb"
+            else NullTracker()
+        )
+        runner = train.Runner(cfg, self.run_dir, data, tracker)
+        runner.device = worker_device(str(cfg.device), slot)
+        runner.progress = False  # the bars of several workers would garble each other
+        return functools.partial(train.search_evaluation, runner)
+
+
+_evaluate: Evaluate | None = None  # a local worker's own, set once by _start_worker
+
+
+def _start_worker(setup: Setup, slots: Any, threads: int, parent: int) -> None:
+    """A local worker's initializer: its share of the threads, a watch on the search process, its evaluate."""
+    global _evaluate
+    torch.set_num_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    _evaluate = setup(slots.get())
+
+
+def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this worker once the search process is gone (killed): no orphan goes on training."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def _evaluate_in_worker(index: int, den: list[float]) -> tuple[Evaluation, float]:
+    return safe_evaluate(_evaluate, index, den)
+
+
+class LocalWorkers:
+    """``workers`` spawned processes, kept for the whole search, each with ``cores // workers`` threads."""
+
+    def __init__(self, setup: Setup, workers: int) -> None:
+        self.setup, self.workers = setup, workers
+        self.threads = max(1, cores() // workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _start(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        slots = context.SimpleQueue()  # each new process takes one: its GPU
+        for slot in range(self.workers):
+            slots.put(slot)
+        initargs = (self.setup, slots, self.threads, os.getpid())
+        return ProcessPoolExecutor(self.workers, context, initializer=_start_worker, initargs=initargs)
+
+    def __call__(self, tasks: list[Task]) -> Iterator[Finished]:
+        """Train every ``(index, den)``; yield ``(index, evaluation, seconds)`` as each finishes."""
+        pending, losses = dict(tasks), Counter()
+        while pending:
+            self._pool = self._pool or self._start()
+            futures = {self._pool.submit(_evaluate_in_worker, index, den): index for index, den in pending.items()}
+            lost = []
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result, seconds = future.result()
+                except BrokenProcessPool:
+                    lost.append(index)
+                    continue
+                del pending[index]
+                yield index, result, seconds
+            if lost:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+                _count_losses(losses, sorted(lost), pending, "its worker process was killed (out of memory?)")
+
+    def close(self, kill: bool = False) -> None:
+        """Let the idle workers go; with ``kill`` (the search failed or was interrupted) end their trainings too."""
+        if self._pool is None:
+            return
+        if kill:  # shutdown() alone would wait for the trainings; the pool gives no public handle on its processes
+            for process in list((self._pool._processes or {}).values()):
+                process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+
+def _count_losses(losses: Counter, lost: list[int], points: dict[int, list[float]], why: str) -> None:
+    """Count the lost points; WorkerLost once one was lost MAX_LOSSES times, else a warning that they run again."""
+    losses.update(lost)
+    if worst := [index for index in lost if losses[index] >= MAX_LOSSES]:
+        raise WorkerLost(
+            f"evaluation {worst[0]} (den={points[worst[0]]}) was lost {MAX_LOSSES} times: {why}; the search stops "
+            "(run the same command again to retry)"
+        )
+    log.warning(f"evaluation(s) {', '.join(map(str, lost))} lost: {why}; training again")
+
+
+def _job(setup: Setup, share: int, index: int, den: list[float]) -> tuple[Evaluation, float]:
+    """One search evaluation as a submitit job: ``1/share`` of the job's cores, the worker's setup on the job's
+    first GPU, then the training."""
+    torch.set_num_threads(max(1, cores() // share))
+    return safe_evaluate(lambda i, d: setup(0)(i, d), index, den)
+
+
+class SubmititWorkers:
+    """One submitit job per evaluation, at most ``workers`` queued or running at once; the search waits for them.
+
+    ``parameters`` go to ``submitit.AutoExecutor.update_parameters`` (None values dropped) but for ``cluster``:
+    None picks SLURM where it runs, else local processes; ``local`` forces these.
+    """
+
+    def __init__(self, setup: Setup, workers: int, folder: Path, parameters: dict[str, Any], poll_s: float = 2.0):
+        import submitit
+
+        parameters = {k: v for k, v in parameters.items() if v is not None}
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=parameters.pop("cluster", None))
+        self.executor.update_parameters(**parameters)
+        self.setup, self.workers, self.poll_s = setup, workers, poll_s
+        self.share = workers if self.executor.cluster == "local" else 1  # local jobs share this machine's cores
+        self._jobs: dict[Any, Task] = {}  # submitted and not yet collected
+
+    def __call__(self, tasks: list[Task]) -> Iterator[Finished]:
+        """Train every ``(index, den)``; yield ``(index, evaluation, seconds)`` as each job finishes."""
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        queue, points, losses = list(tasks), dict(tasks), Counter()
+        while queue or self._jobs:
+            while queue and len(self._jobs) < self.workers:
+                index, den = queue.pop(0)
+                self._jobs[self.executor.submit(_job, self.setup, self.share, index, den)] = (index, den)
+            finished = [job for job in self._jobs if job.done()]
+            if not finished:
+                time.sleep(self.poll_s)
+            for job in finished:
+                index, den = self._jobs.pop(job)
+                try:
+                    result, seconds = job.result()
+                except FailedJobError as err:  # safe_evaluate catches the training's: this is the job's setting
+                    reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+                    raise WorkerLost(
+                        f"search job {job.job_id} (evaluation {index}) failed before training: {reason} "
+                        f"(log: {job.paths.stderr})"
+                    ) from None
+                except UncompletedJobError:
+                    _count_losses(losses, [index], points, f"job {job.job_id} ended without a result (killed?)")
+                    queue.insert(0, (index, den))
+                    continue
+                yield index, result, seconds
+
+    def close(self, kill: bool = False) -> None:
+        """With ``kill`` (the search failed or was interrupted), cancel the jobs still queued or running."""
+        if kill:
+            for job in self._jobs:
+                job.cancel(check=False)
+        self._jobs.clear()
+
+
+@contextmanager
+def started(cfg: DictConfig, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorkers]:
+    """The workers ``cfg.search`` asks for (``workers`` > 1, ``launcher``) to train ``cfg``'s evaluations; if the
+    search fails or is interrupted, their trainings are ended with it."""
+    setup = TrainingWorker(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), run_dir)
+    workers = int(cfg.search.workers)
+    if cfg.search.launcher == "submitit":
+        parameters = OmegaConf.to_container(cfg.search.submitit, resolve=True)
+        pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, workers, run_dir / "submitit", parameters)
+    else:
+        pool = LocalWorkers(setup, workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.close(kill=True)
+        raise
+    pool.close()
