@@ -86,6 +86,7 @@ def test_interrupted_training_continues_from_its_epoch_checkpoint(tmp_path, tiny
         "final.seeds=[0]",
         "final.baseline=false",
         "train.epochs=3",
+        "train.checkpoint_minutes=0",  # a checkpoint after every epoch, to kill the run between two
         *tiny,
         f"hydra.run.dir={run_dir}",
     ]

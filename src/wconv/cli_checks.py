@@ -38,18 +38,20 @@ def explain(err: BaseException) -> str:
     return " ".join(_first_line(cause).split())
 
 
-def check_overrides(argv: list[str]) -> str | None:
-    """The one-line error the overrides in ``argv`` cause when composed, or None when they compose (multirun
-    sweeps and Hydra's own flags are left to Hydra)."""
+def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
+    """(the one-line error the overrides in ``argv`` cause when composed, or None; the run directory they give,
+    or None when unknown). Multirun sweeps and Hydra's own flags are left to Hydra."""
     if any(a in HYDRA_FLAGS or a.startswith("--") for a in argv):
-        return None
-    overrides = [a for a in argv if not a.startswith("hydra.") and not a.startswith("+hydra.")]
+        return None, None
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            compose("train", overrides=overrides)
+            cfg = compose("train", overrides=argv, return_hydra_config=True)
+            run_dir = Path(str(cfg.hydra.run.dir))
     except (ConfigCompositionException, MissingConfigException, OverrideParseException, OmegaConfBaseException) as err:
-        return explain(err)
+        return explain(err), None
+    except Exception:  # anything else (a resolver Hydra alone provides): Hydra will say it
+        return None, None
     finally:
         GlobalHydra.instance().clear()
-    return None
+    return None, run_dir

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,17 @@ from wconv.tracking.progress import EpochLog
 from wconv.tracking.provenance import provenance
 from wconv.tracking.records import load_checkpoint, read_json, read_jsonl, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
-from wconv.training import OPTIMIZERS, DensityOptimConfig, OptimConfig, TrainResult, evaluate, train
+from wconv.training import (
+    OPTIMIZERS,
+    DensityOptimConfig,
+    LoopOptions,
+    OptimConfig,
+    StopRequested,
+    TrainResult,
+    evaluate,
+    request_stop,
+    train,
+)
 
 log = logging.getLogger("wconv.train")
 BEST_EVAL = "best-eval.pt"  # the best search evaluation's model, kept for the final seed that repeats it
@@ -66,9 +77,10 @@ def _int(cfg: DictConfig, key: str, low: int | None = 1, optional: bool = False)
     value = OmegaConf.select(cfg, key)
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
-        bound = f" >= {low}" if low is not None else ""
-        raise ConfigError(f"{key} must be an integer{bound}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{key} must be at least {low}, got {value}")
     return value
 
 
@@ -107,18 +119,23 @@ def validate(cfg: DictConfig) -> None:
     if kind == "standard" and cfg.density.den is not None:
         raise ConfigError(f"density.den={cfg.density.den} needs density=fixed (density=standard has no density)")
     if kind == "fixed":
-        den = OmegaConf.to_object(cfg.density.den) if cfg.density.den is not None else None
+        den = cfg.density.den
+        den = OmegaConf.to_object(den) if OmegaConf.is_config(den) else den
         if den is None:
             raise ConfigError("density=fixed needs density.den, e.g. density.den=[0.7] for 3x3 kernels")
         try:
             parse_den(den, (k, k), f"density.den for kernel {k}x{k}", get_family(cfg.density.family))
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    for key in ("train.epochs", "final.epochs", "train.batch_size"):
+    for key in ("train.epochs", "final.epochs", "train.batch_size", "train.val_every"):
         _int(cfg, key)
+    if _float(cfg, "train.checkpoint_minutes") < 0:
+        raise ConfigError(f"train.checkpoint_minutes must be >= 0 (0: every epoch), got {cfg.train.checkpoint_minutes}")
+    if cfg.train.precision not in ("bf16", "fp32"):
+        raise ConfigError(f"train.precision must be bf16 or fp32, got {cfg.train.precision!r}")
     seeds = OmegaConf.to_object(cfg.final.seeds) if OmegaConf.is_list(cfg.final.seeds) else None
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"final.seeds must list integer seeds, e.g. final.seeds=[0,1,2]; got {seeds!r}")
+        raise ConfigError(f"final.seeds must list at least one seed, as integers, e.g. [0,1,2]; got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"final.seeds lists a seed twice ({seeds}): each seed trains once; give distinct seeds")
     if cfg.optim.name not in OPTIMIZERS:
@@ -181,6 +198,11 @@ class Runner:
         )
         self.progress = bool(cfg.progress) and distributed.is_main()
         self.optim, self.den_optim = _optim(cfg)
+        t = cfg.train
+        self.loop = LoopOptions(float(t.checkpoint_minutes), int(t.val_every), str(t.precision), bool(t.compile))
+        self.amp = self.device.type == "cuda" and self.loop.precision == "bf16"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
 
     def build_model(self, seed: int, den: Any, learn_den: bool) -> torch.nn.Module:
         """Same seed, same initial weights: the density is applied after the standard model is built."""
@@ -226,6 +248,7 @@ class Runner:
                 on_epoch=on_epoch,
                 progress=self.progress,
                 desc=name,
+                loop=self.loop,
             )
             run.summary({f"{split}_{k}": v for k, v in result.metrics.items()} | {"status": result.status})
         finally:
@@ -248,8 +271,8 @@ class Runner:
             return None
         model = self.build_model(seed, den, False).to(self.device)
         model.load_state_dict(state["model"])
-        amp = self.device.type == "cuda"
-        metrics = distributed.from_main(evaluate, model, self.data, "test", int(cfg.train.batch_size), self.device, amp)
+        batch = int(cfg.train.batch_size)
+        metrics = distributed.from_main(evaluate, model, self.data, "test", batch, self.device, self.amp)
         log.info(
             f"{name}: the same training as search evaluation {record['index']}: its model scored on the test split"
         )
@@ -633,8 +656,12 @@ def main(cfg: DictConfig) -> float:
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
         log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
+    for signum in (signal.SIGUSR2, signal.SIGTERM):  # a job's time limit or preemption: checkpoint, then stop
+        signal.signal(signum, request_stop)
     try:
         return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except StopRequested as stop:
+        fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
     except (ConfigError, RecordMismatch, RunLocked, wdata.DataError) as err:
         fail(f"error: {_one_line(err)}", 2)
     except KeyboardInterrupt:
@@ -661,10 +688,19 @@ def cli() -> None:
     and exit status 2 before Hydra starts; then Hydra runs ``main``."""
     from wconv.cli_checks import check_overrides
 
-    if (message := check_overrides(sys.argv[1:])) is not None:
+    message, run_dir = check_overrides(sys.argv[1:])
+    if message is not None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    main()
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        print(f"error: the run directory {run_dir} is a file: choose another hydra.run.dir", file=sys.stderr)
+        sys.exit(2)
+    new = run_dir is not None and not run_dir.exists()
+    try:
+        main()
+    finally:  # Hydra makes the run directory before the checks: a run refused at once leaves none
+        if new and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
 
 
 if __name__ == "__main__":

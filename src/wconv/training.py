@@ -8,6 +8,7 @@ continues exactly where it stopped.
 from __future__ import annotations
 
 import math
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -91,7 +92,12 @@ def _lr_lambda(cfg: OptimConfig, total_steps: int, steps_per_epoch: int) -> Call
 
 
 def make_optimizers(
-    model: nn.Module, cfg: OptimConfig, den_cfg: DensityOptimConfig | None, steps_per_epoch: int, epochs: int
+    model: nn.Module,
+    cfg: OptimConfig,
+    den_cfg: DensityOptimConfig | None,
+    steps_per_epoch: int,
+    epochs: int,
+    device: torch.device | None = None,
 ) -> tuple[list[torch.optim.Optimizer], list[Any], list[Any]]:
     """Weights get ``cfg``'s optimiser with a per-step schedule; a learned ``den`` gets its own AdamW."""
     den_params = [p for n, p in model.named_parameters() if n.endswith(".den") or n == "den"]
@@ -99,12 +105,13 @@ def make_optimizers(
     weights = [p for p in model.parameters() if id(p) not in ids]
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {cfg.name!r}")
+    fused = {"fused": True} if device is not None and device.type == "cuda" else {}  # one kernel per step on GPUs
     if cfg.name == "sgd":
         opt = torch.optim.SGD(
-            weights, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+            weights, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **fused
         )
     else:
-        opt = OPTIMIZERS[cfg.name](weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        opt = OPTIMIZERS[cfg.name](weights, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
     step_scheds = [torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * epochs, steps_per_epoch))]
     opts, epoch_scheds = [opt], []
     if den_params:
@@ -150,6 +157,48 @@ def _to_model(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.ndim == 4 else x
 
 
+@dataclass
+class LoopOptions:
+    """How the loop runs, not what it computes (``configs/train.yaml``): checkpoint cadence, validation cadence,
+    precision on CUDA, torch.compile."""
+
+    checkpoint_minutes: float = 10.0  # also at the end, and when asked to stop; 0: after every epoch
+    val_every: int = 1  # validate every k epochs (and after the last)
+    precision: str = "bf16"  # bf16 autocast or fp32 on CUDA; the CPU trains in fp32
+    compile: bool = False
+
+
+class StopRequested(Exception):  # noqa: N818 (a request, not an error)
+    """The process was asked to stop (SIGUSR2, SIGTERM): the training saved a checkpoint to resume from."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP: list[int] = []  # the signal received, set by ``request_stop``; the loop checks it after each step
+
+
+def request_stop(signum: int, frame: object = None) -> None:
+    """Signal handler: ask the running training to checkpoint and stop after its current step."""
+    STOP.append(signum)
+
+
+def _state(model, opts, scheds, epoch: int, step: int, loss_sum: float, history: list[dict]) -> dict[str, Any]:
+    """Everything a resumed training needs to continue exactly: weights, optimisers, schedules, RNGs, position."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "loss_sum": loss_sum,
+        "model": model.state_dict(),
+        "optimizers": [o.state_dict() for o in opts],
+        "schedulers": [s.state_dict() for s in scheds],
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "history": history,
+    }
+
+
 def train(
     model: nn.Module,
     data: Any,
@@ -165,46 +214,64 @@ def train(
     on_epoch: Callable[[int, dict], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    loop: LoopOptions | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` and evaluate on ``eval_split``; resume from ``checkpoint`` when it exists.
 
     Divergence (a non-finite training or validation loss) stops training and is reported, never raised. The
-    loss is summed on the device and read once per epoch, so the step has no host synchronisation. Under torchrun
-    (``wconv.distributed``) each rank trains on its slice of every batch, rank 0 evaluates for all and alone
-    writes the checkpoint.
+    loss is summed on the device and read once per epoch, so the step has no host synchronisation. Checkpoints
+    are written every ``loop.checkpoint_minutes``, at the end, and mid-epoch when a stop is requested (then
+    ``StopRequested`` is raised); a resumed training continues at the same step with the same random state. Under
+    torchrun (``wconv.distributed``) each rank trains on its slice of every batch, rank 0 evaluates for all and
+    alone writes the checkpoint.
     """
     if epochs < 1:
         raise ValueError(f"the training budget must be at least 1 epoch, got {epochs}")
-    amp = device.type == "cuda"
+    loop = loop or LoopOptions()
+    amp = device.type == "cuda" and loop.precision == "bf16"
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     net = distributed.wrap(model, device)  # the training forward; ``model`` itself is evaluated and saved
+    if loop.compile:
+        net = torch.compile(net)
     steps = data.steps_per_epoch(batch_size)
-    opts, step_scheds, epoch_scheds = make_optimizers(model, optim, density_optim, steps, epochs)
+    opts, step_scheds, epoch_scheds = make_optimizers(model, optim, density_optim, steps, epochs, device)
+    scheds = step_scheds + epoch_scheds
     history: list[dict] = []
-    start_epoch = 0
+    start_epoch, skip, resumed_loss = 0, 0, 0.0
     distributed.barrier()  # rank 0 has finished writing the checkpoint the others may read
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         for o, s in zip(opts, state["optimizers"], strict=True):
             o.load_state_dict(s)
-        for sch, s in zip(step_scheds + epoch_scheds, state["schedulers"], strict=True):
+        for sch, s in zip(scheds, state["schedulers"], strict=True):
             sch.load_state_dict(s)
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         history, start_epoch = state["history"], state["epoch"]
+        skip, resumed_loss = state.get("step", 0), state.get("loss_sum", 0.0)
+
+    def save(epoch: int, step: int = 0, loss_sum: float = 0.0) -> None:
+        if checkpoint is not None and distributed.is_main():
+            save_checkpoint(checkpoint, _state(model, opts, scheds, epoch, step, loss_sum, history))
 
     status = "ok"
+    last_save = time.monotonic()
     bar = tqdm(
         range(start_epoch, epochs), desc=desc, leave=False, disable=None if progress else True, initial=start_epoch
     )
     for epoch in bar:
         net.train()
-        distributed.seed_epoch(seed, epoch)
-        loss_sum = torch.zeros((), device=device)
+        if not skip:
+            distributed.seed_epoch(seed, epoch)
+        loss_sum = torch.full((), resumed_loss, device=device)
         start = time.perf_counter()
-        for x, y in data.train_batches(batch_size, seed, epoch, device):
+        for step, (x, y) in enumerate(data.train_batches(batch_size, seed, epoch, device)):
+            if step < skip:  # a training stopped mid-epoch: the same batches, the steps it made skipped
+                continue
             total = x.shape[0]
             x, y = distributed.shard(x, y)
             x = _to_model(x, device)
@@ -220,6 +287,10 @@ def train(
             for sch in step_scheds:
                 sch.step()
             loss_sum += loss.detach()
+            if STOP:
+                save(epoch, step + 1, float(loss_sum))
+                raise StopRequested(STOP[0])
+        skip, resumed_loss = 0, 0.0
         train_loss = distributed.average(float(loss_sum)) / steps  # the one synchronisation of the epoch
         seconds = time.perf_counter() - start
         for sch in epoch_scheds:
@@ -227,7 +298,7 @@ def train(
         row = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds, "lr": opts[0].param_groups[0]["lr"]}
         if not math.isfinite(train_loss):
             status = "diverged"
-        else:
+        elif (epoch + 1) % loop.val_every == 0 or epoch + 1 == epochs:
             val = distributed.from_main(evaluate, model, data, "val", batch_size, device, amp)
             row.update({f"val_{k}": v for k, v in val.items()})
             if not math.isfinite(row["val_loss"]):
@@ -238,18 +309,9 @@ def train(
             on_epoch(epoch + 1, row)
         if status != "ok":
             break
-        if checkpoint is not None and distributed.is_main():
-            save_checkpoint(
-                checkpoint,
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizers": [o.state_dict() for o in opts],
-                    "schedulers": [s.state_dict() for s in step_scheds + epoch_scheds],
-                    "rng": torch.get_rng_state(),
-                    "history": history,
-                },
-            )
+        if epoch + 1 == epochs or time.monotonic() - last_save >= 60 * loop.checkpoint_minutes:
+            save(epoch + 1)
+            last_save = time.monotonic()
     bar.close()
     per_step = [r["seconds"] / steps for r in history if "seconds" in r]
     if status != "ok":

@@ -23,6 +23,7 @@ VOLATILE = (
     "data.root",
     "data.download",
     "search.max_evals",
+    "train.checkpoint_minutes",
     "search.workers",
     "search.launcher",
     "search.submitit",

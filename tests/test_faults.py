@@ -1,0 +1,152 @@
+"""Faults and bad input through the real command line: one line and a non-zero exit for every bad input, nothing
+written; a second process on a run directory refused; SIGUSR2/SIGTERM/SIGINT mid-training, then a resume that
+repeats nothing and ends where an uninterrupted run ends; a full disk, freed, then resumed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli, start_cli
+
+from wconv.tracking.records import read_json, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+SEARCH = ["model=vgg11", "data=digits", "search=direct_l", "final.seeds=[0]", "final.baseline=false"]
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["model=vgg99"], 2, "Could not find 'model/vgg99'; choose one of"),
+        (["data=mnist"], 2, "Could not find 'data/mnist'"),
+        (["optim=foo"], 2, "Could not find 'optim/foo'"),
+        (["density=foo"], 2, "Could not find 'density/foo'"),
+        (["foo=1"], 2, "unknown key foo"),
+        (["model.width=["], 2, "malformed override"),
+        (["train.epochs=abc"], 2, "train.epochs must be an integer, got 'abc'"),
+        (["density=fixed", "density.den=abc"], 2, "den must be a sequence of numbers"),
+        (["density.den=[0.7]"], 2, "needs density=fixed"),
+        (["optim.name=foo"], 2, "optim.name must be one of sgd, adam, adamw"),
+        (["optim.lr=-0.1"], 2, "optim.lr must be positive"),
+        (["optim.lr=0"], 2, "optim.lr must be positive"),
+        (["data.limit_train=0"], 2, "data.limit_train must be at least 1"),
+        (["final.seeds=[0,0]"], 2, "lists a seed twice"),
+        (["search=direct_l", "search.penalty=nan"], 2, "search.penalty must be a finite number"),
+        (["data=image_folder", "data.folder=nowhere"], 2, "needs data.test_folder"),
+        (["train.precision=fp8"], 2, "train.precision must be bf16 or fp32"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny, args, status, message):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*tiny, *args, f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == status
+    line = _one_error_line(proc)
+    assert line.startswith("error: ") and message in line
+    assert not run_dir.exists()
+
+
+def test_a_run_directory_that_is_a_file_or_read_only(tmp_path, tiny):
+    as_file = tmp_path / "file"
+    as_file.write_text("not a folder")
+    proc = run_cli([*tiny, "train.epochs=1", "final.seeds=[0]", f"hydra.run.dir={as_file}"])
+    assert proc.returncode == 2 and "is a file" in _one_error_line(proc)
+    assert as_file.read_text() == "not a folder"
+    if os.geteuid() == 0:
+        pytest.skip("as root a read-only folder is still writable; the full-disk test covers write failures")
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o555)
+    proc = run_cli([*tiny, "train.epochs=1", "final.seeds=[0]", f"hydra.run.dir={locked / 'run'}"])
+    assert proc.returncode == 1 and "cannot write" in _one_error_line(proc)
+
+
+def test_a_second_process_on_a_run_directory_is_refused(tmp_path, tiny):
+    run_dir = tmp_path / "run"
+    args = [*SEARCH, *tiny, "search.max_evals=4", f"hydra.run.dir={run_dir}"]
+    first = start_cli(args)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / ".lock").exists():
+            time.sleep(0.1)
+        second = run_cli(args)
+        assert second.returncode == 2
+        line = _one_error_line(second)
+        assert f"is in use by pid {first.pid}" in line and "remove" in line
+    finally:
+        assert first.wait(timeout=300) == 0
+    rows = read_jsonl(run_dir / "evaluations.jsonl")
+    assert [r["index"] for r in rows] == list(range(4))  # each evaluation once
+    assert not (run_dir / ".lock").exists()
+
+
+def _wait_for(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never had {rows} rows")
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "wconv.train", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGUSR2, 140), (signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_search_then_resume_repeats_nothing(tmp_path, tiny, signum, status):
+    run_dir, ref_dir = tmp_path / "run", tmp_path / "ref"
+    args = [*SEARCH, *tiny, "search.max_evals=3", "train.epochs=3"]
+    proc = _start([*args, f"hydra.run.dir={run_dir}"])
+    _wait_for(run_dir / "metrics" / "eval-001.csv", 1, proc)  # in the second evaluation, after its first epoch
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith(("error", "stopped", "interrupted"))]
+    assert len(lines) == 1 and "resume" in lines[0] and "Traceback" not in err
+    before = read_jsonl(run_dir / "evaluations.jsonl")
+    assert len(before) == 1
+    resumed = run_cli([*args, f"hydra.run.dir={run_dir}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert run_cli([*args, f"hydra.run.dir={ref_dir}"]).returncode == 0
+    rows = read_jsonl(run_dir / "evaluations.jsonl")
+    assert rows[0] == before[0] and [r["index"] for r in rows] == [0, 1, 2]
+    want = read_jsonl(ref_dir / "evaluations.jsonl")
+    assert [r["objective"] for r in rows] == pytest.approx([r["objective"] for r in want], rel=1e-6)
+    got, ref = (read_json(d / "trainings" / "final-weighted-seed0.json") for d in (run_dir, ref_dir))
+    assert got["test"] == pytest.approx(ref["test"], rel=1e-6)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, tiny):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        run_dir = disk / "run"
+        args = [*SEARCH, *tiny, "search.max_evals=3", "train.checkpoint_minutes=0", f"hydra.run.dir={run_dir}"]
+        full = run_cli(args)
+        assert full.returncode == 1
+        line = _one_error_line(full)
+        assert "No space left on device" in line and "run the same command again" in line
+        recorded = read_jsonl(run_dir / "evaluations.jsonl")
+        subprocess.run(["mount", "-o", "remount,size=50m", str(disk)], check=True)
+        again = run_cli(args)
+        assert again.returncode == 0, again.stderr[-2000:]
+        rows = read_jsonl(run_dir / "evaluations.jsonl")
+        assert rows[: len(recorded)] == recorded and [r["index"] for r in rows] == [0, 1, 2]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
