@@ -101,7 +101,12 @@ def _wait_for(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 24
 def _start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return subprocess.Popen(
-        [sys.executable, "-m", "wconv.train", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "wconv.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

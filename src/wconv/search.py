@@ -70,8 +70,17 @@ def direct_l(
         raise ValueError(f"search.max_evals must be at least 1, got {max_evals}")
     done = recorded(record)
     history: list[dict] = []
+    raised: list[BaseException] = []
 
     def objective(x: np.ndarray, grad: np.ndarray) -> float:
+        try:
+            return step(x)
+        except BaseException as err:  # NLopt would call again after an exception: stop it, raise it afterwards
+            raised.append(err)
+            opt.force_stop()
+            return float(penalty)
+
+    def step(x: np.ndarray) -> float:
         index = len(history)
         if index >= max_evals:  # NLopt asks for a second point even with maxeval 1: stop it there
             opt.force_stop()
@@ -103,6 +112,8 @@ def direct_l(
         opt.optimize([(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)])
     except nlopt.ForcedStop:
         pass
+    if raised:
+        raise raised[0]
     return summary(history, rounds=len(history), max_evals=max_evals)
 
 

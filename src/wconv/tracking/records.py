@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -98,8 +99,11 @@ def read_jsonl(path: Path) -> list[Any]:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file and a rename."""
-    _atomic_write(path, lambda f: torch.save(state, f))
+    """``torch.save`` through a temporary file and a rename. Serialised in memory first: torch's zip writer turns a
+    full disk into a RuntimeError, a plain write into the OSError (ENOSPC) it is."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
