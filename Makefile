@@ -11,7 +11,14 @@ LAUNCHER ?= local
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# Reinstall when the venv's wconv is not this checkout's (an editable install made from another clone).
+INSTALLED := $(shell test -x $(PY) && $(PY) -c "import importlib.util as u; print(u.find_spec('wconv').origin)" 2>/dev/null)
+ifneq ($(INSTALLED),$(CURDIR)/src/wconv/__init__.py)
+.PHONY: $(STAMP)
+endif
+
 $(STAMP): pyproject.toml
+	@if [ -n "$(INSTALLED)" ]; then echo "make: .venv imports wconv from $(INSTALLED), not this checkout: reinstalling"; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -29,14 +36,14 @@ lint: $(STAMP)  ## ruff check and format check
 bench: $(STAMP)  ## overhead of the weighted layer and models: results/bench/overhead.csv
 	$(PY) scripts/bench.py
 
-reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|paper LAUNCHER=local|slurm -> results/tables/
+reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|cpu|paper LAUNCHER=local|slurm -> results/tables/<profile>/
 	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER)
 
-tables: $(STAMP)  ## aggregate recorded runs into results/tables/ (no training): PROFILE=smoke|paper
-	$(PY) scripts/tables.py --runs runs/table/$(PROFILE)
+tables: $(STAMP)  ## aggregate recorded runs into results/tables/<profile>/ (no training): PROFILE=smoke|cpu|paper
+	$(PY) scripts/tables.py --profile $(PROFILE)
 
-figures: $(STAMP)  ## the figures from recorded results (no training) -> results/figures/
-	$(PY) scripts/figures.py --runs runs/table/$(PROFILE)
+figures: $(STAMP)  ## the figures from recorded results (no training) -> results/figures/<profile>/
+	$(PY) scripts/figures.py --profile $(PROFILE)
 
 clean:  ## remove caches (keeps .venv, runs and results)
 	rm -rf .pytest_cache .ruff_cache

@@ -22,14 +22,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--profile", choices=("smoke", "cpu", "paper"), default="smoke")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
-    parser.add_argument("--root", type=Path, default=None, help="where the runs live (default runs/table/<profile>)")
+    parser.add_argument("--root", type=Path, default=None, help="where the runs live (default: sweep.runs_root)")
     parser.add_argument("--out", type=Path, default=None, help="where the tables go (default results/tables/<profile>)")
     parser.add_argument("--only", choices=("all", "tables", "study"), default="all")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    root = args.root or Path("runs/table") / args.profile
+    root = args.root or sweep.runs_root(args.profile)
     out = args.out or Path("results/tables") / args.profile
     jobs = []
     if args.only in ("all", "tables"):

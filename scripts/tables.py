@@ -10,14 +10,18 @@ from pathlib import Path
 
 from wconv.reporting import write_tables
 from wconv.reporting.collect import no_runs
+from wconv.sweep import runs_root
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs/table/smoke"), help="root of the run directories")
-    parser.add_argument("--out", type=Path, default=Path("results/tables"))
+    parser.add_argument("--profile", default="smoke", help="smoke, cpu or paper: sets the defaults of --runs and --out")
+    parser.add_argument("--runs", type=Path, default=None, help="root of the run directories (default: the profile's)")
+    parser.add_argument("--out", type=Path, default=None, help="default results/tables/<profile>")
     parser.add_argument("--reference", type=Path, default=Path("results/paper_reference.csv"))
     args = parser.parse_args()
+    args.runs = args.runs or runs_root(args.profile)
+    args.out = args.out or Path("results/tables") / args.profile
     problem = no_runs(args.runs)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

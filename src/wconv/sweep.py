@@ -50,6 +50,12 @@ SCALE: dict[str, dict[str, list[str]]] = {
 STUDY_SETTINGS_OF = {"cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},)}
 
 
+def runs_root(profile: str) -> Path:
+    """Where a profile's runs live: the cpu profile's records are committed (results/records/cpu, checkpoints
+    ignored), the others' stay under runs/table/<profile>."""
+    return Path("results/records/cpu") if profile == "cpu" else Path("runs/table") / profile
+
+
 @dataclass(frozen=True)
 class Job:
     """One run of the matrix: a name for people and the Hydra overrides that define it."""

@@ -98,6 +98,8 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
     if not entries:
         return pd.DataFrame()
     task = tasks.get(entries[0][0].result["task"])
+    keys = metric_keys(task, [run for run, _ in entries])
+    standard = {_group(run): (run, v) for run, v in entries if v == "standard"}
     rows = []
     for run, variant in entries:
         r, conv = run.result, run.conv(variant)
@@ -112,8 +114,13 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
             "seeds": _ok_seeds(run, variant),
             "diverged": int(r["variants"][variant]["diverged"]),
         }
-        for metric in task.metrics:
-            row[f"{metric.key}_mean"], row[f"{metric.key}_sem"] = _stat(run, variant, metric.key)
+        for key in keys:
+            row[f"{key}_mean"], row[f"{key}_sem"] = _stat(run, variant, key)
+        base = standard.get(_group(run))
+        for key in paired_keys(task, keys):
+            diff = paired_difference(run, variant, *base, key) if base and variant != "standard" else {}
+            for part in ("mean", "sem", "p", "n"):
+                row[f"d_{key}_{part}"] = nan_if_none(diff.get(part))
         row["ms_per_step"] = 1e3 * nan_if_none(r["variants"][variant]["seconds_per_step"])
         row["run"], row["_group"] = run.key, _group(run)
         rows.append(row)
@@ -124,6 +131,46 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
             _paper_number(reference, table, row.data, row.model, row.conv, metric) for row in frame.itertuples()
         ]
     return _ordered(frame, list(paper))
+
+
+def metric_keys(task: tasks.Task, runs: list[Run]) -> list[str]:
+    """The task's metrics, each followed by its per-test-set values (``psnr@set12``) where the records have them."""
+    recorded: list[str] = []
+    for run in runs:
+        for info in run.result["variants"].values():
+            recorded += [k for k in info.get("test", {}) if k not in recorded]
+    out = []
+    for metric in task.metrics:
+        out += [metric.key, *(k for k in recorded if k.startswith(f"{metric.key}@"))]
+    return out
+
+
+def paired_keys(task: tasks.Task, keys: list[str]) -> list[str]:
+    """The metrics whose paired difference against the standard convolution a table shows: the papers' one,
+    overall and per test set."""
+    return [k for k in keys if k.split("@")[0] == task.paper_metric]
+
+
+def paired_difference(run: Run, variant: str, base_run: Run, base_variant: str, metric: str) -> dict[str, float]:
+    """``variant`` minus the standard convolution on the seeds both trained: mean, standard error, the paired
+    t-test's two-sided p-value and the number of pairs (empty without a pair)."""
+    mine = run.result["variants"][variant]["seeds"]
+    theirs = base_run.result["variants"][base_variant]["seeds"]
+    diffs = [
+        float(mine[s][metric]) - float(theirs[s][metric])
+        for s in mine
+        if s in theirs and mine[s].get("status") == theirs[s].get("status") == "ok" and metric in mine[s]
+    ]
+    if not diffs:
+        return {}
+    out = {"mean": float(np.mean(diffs)), "n": len(diffs), "sem": None, "p": None}
+    if len(diffs) > 1:
+        out["sem"] = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+        if out["sem"] > 0:
+            from scipy import stats
+
+            out["p"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    return out
 
 
 def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,8 @@ CAPTIONS = {
 }
 FOOTNOTES = [
     "Metrics: mean ± standard error over the final seeds (no error with one seed).",
+    "Δ vs standard: the paired difference against the standard convolution on the same seeds, mean ± standard "
+    "error, with the paired t-test's p-value.",
     "overhead: median time per training step against the standard convolution of the same model, data and setting.",
     "den: the density found by DIRECT-L or fixed, outermost value first; ~: learned, mean over layers and seeds.",
 ]
@@ -95,13 +97,27 @@ def _task_row(row: pd.Series, table: str, reference: pd.DataFrame, task: tasks.T
         "seeds": _seeds(row),
     }
     for metric in task.metrics:
-        out[metric.label] = mean_se(row[f"{metric.key}_mean"], row[f"{metric.key}_sem"], metric.digits)
+        columns = [c.removesuffix("_mean") for c in row.index if c.endswith("_mean") and not c.startswith("d_")]
+        for key in [c for c in columns if c == metric.key or c.startswith(f"{metric.key}@")]:
+            title = metric.label if key == metric.key else f"{metric.label} {key.split('@')[1]}"
+            out[title] = mean_se(row[f"{key}_mean"], row[f"{key}_sem"], metric.digits)
+            if f"d_{key}_mean" in row:
+                out[f"Δ {title} vs standard"] = paired_text(row, f"d_{key}", metric.digits)
     paper_title = "paper " + next(m.label for m in task.metrics if m.key == task.paper_metric)
     out["ms/step"] = "" if pd.isna(row["ms_per_step"]) else f"{row['ms_per_step']:.1f}"
     out["overhead (%)"] = _signed(row["overhead_pct"])
     out[paper_title] = _paper(reference, table, row, task.paper_metric)
     out["paper overhead (%)"] = _paper(reference, table, row, "overhead")
     return out
+
+
+def paired_text(row: pd.Series, prefix: str, decimals: int) -> str:
+    """``+0.76 ± 0.08 (p=0.003)``: a paired difference, blank for the standard row."""
+    if pd.isna(row[f"{prefix}_mean"]):
+        return ""
+    text = mean_se(row[f"{prefix}_mean"], row[f"{prefix}_sem"], decimals)
+    text = text if text.startswith("-") else "+" + text
+    return text + ("" if pd.isna(row[f"{prefix}_p"]) else f" (p={row[f'{prefix}_p']:.2g})")
 
 
 def _decimals(row: pd.Series) -> int:
