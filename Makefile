@@ -33,8 +33,8 @@ lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)  ## overhead of the weighted layer and models: results/bench/overhead.csv
-	$(PY) scripts/bench.py
+bench: $(STAMP)  ## overhead of the weighted layer and models, epoch efficiency: results/bench/
+	$(PY) scripts/bench.py --efficiency
 
 reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|cpu|paper LAUNCHER=local|slurm -> results/tables/<profile>/
 	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER)

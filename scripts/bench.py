@@ -2,7 +2,8 @@
 
 Writes results/bench/overhead.csv (one row per layer shape or model, ratios from one interleaved run) and, with
 --epochs, results/bench/epochs.csv: seconds per epoch of the real training loop (on a CPU, a share of the epoch
-scaled up: an estimate; `standard_repeat` is a second standard run, the noise floor of the ratio).
+scaled up: an estimate; `standard_repeat` is a second standard run, the noise floor of the ratio); with
+--efficiency, results/bench/efficiency.csv: whole epochs (validation, checkpoints, logging) over training steps.
 """
 
 import argparse
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from wconv.bench import EPOCH_CASES, epoch_seconds, layer_cases, model_cases, run
+from wconv.bench import EFFICIENCY_CASES, EPOCH_CASES, epoch_efficiency, epoch_seconds, layer_cases, model_cases, run
 
 
 def main() -> int:
@@ -23,6 +24,7 @@ def main() -> int:
     parser.add_argument("--no-models", action="store_true", help="time single layers only")
     parser.add_argument("--epochs", action="store_true", help="also time whole epochs of the four models")
     parser.add_argument("--fraction", type=float, default=None, help="share of an epoch to time (CPU: 0.01)")
+    parser.add_argument("--efficiency", action="store_true", help="also whole epochs over training steps alone")
     parser.add_argument("--out", type=Path, default=Path("results/bench/overhead.csv"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -44,6 +46,11 @@ def main() -> int:
                 f"{row['ratio']:.3f}  (repeat/standard {row['standard_repeat_epoch_s'] / row['standard_epoch_s']:.3f})"
             )
         write(pd.DataFrame(rows), args.out.with_name("epochs.csv"))
+    if args.efficiency:
+        rows = [epoch_efficiency(name, device) for name in EFFICIENCY_CASES]
+        for row in rows:
+            print(f"{row['case']:<8} whole epochs / training steps: {row['efficiency_ratio']:.3f}")
+        write(pd.DataFrame(rows), args.out.with_name("efficiency.csv"))
     return 0
 
 

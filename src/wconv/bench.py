@@ -200,3 +200,78 @@ def epoch_seconds(name: str, task: str, examples: int, batch: int, device: torch
         out[f"{variant}_epoch_s"] = res.history[-1]["seconds"] * examples / n  # the second epoch: warm
     out["ratio"] = out["weighted_epoch_s"] / out["standard_epoch_s"]
     return out
+
+
+# (model, data shape): VGG16 on CIFAR shapes with CIFAR's train/validation proportion (45k/5k), reduced; DnCNN on
+# 40x40 patches with a validation set of whole images (DIV2K grey: 51,200 patches per epoch, 80 2K images).
+EFFICIENCY_CASES = {
+    "vgg16": {"task": "classification", "train": 2048, "val": 228, "batch": 128},
+    "dncnn": {"task": "denoising", "train": 2048, "val_images": 2, "val_size": 512, "batch": 64},
+}
+
+
+def efficiency_data(case: dict) -> object:
+    """Random pixels in the case's shapes through the real data pipeline (timing needs shapes, not content)."""
+    from wconv.data.classification import ClassificationData
+    from wconv.data.denoising import DenoisingData
+
+    g = torch.Generator().manual_seed(0)
+    if case["task"] == "classification":
+
+        def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+            return images, torch.randint(0, 100, (n,), generator=g)
+
+        splits = {"train": split(case["train"]), "val": split(case["val"]), "test": split(8)}
+        return ClassificationData(splits, 100, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    size = case["val_size"]
+    images = {
+        "train": [torch.randint(0, 256, (1, 180, 180), dtype=torch.uint8, generator=g) for _ in range(8)],
+        "val": [
+            torch.randint(0, 256, (1, size, size), dtype=torch.uint8, generator=g) for _ in range(case["val_images"])
+        ],
+        "test": [torch.randint(0, 256, (1, 64, 64), dtype=torch.uint8, generator=g)],
+    }
+    names = {s: [f"{s}{i}" for i in range(len(v))] for s, v in images.items()}
+    return DenoisingData(images, names, patch_size=40, patches_per_epoch=case["train"])
+
+
+def epoch_efficiency(name: str, device: torch.device, epochs: int = 3, width: float = 1.0) -> dict:
+    """Whole epochs as the training loop runs them (validation, the default checkpoint cadence, logging) over the
+    training steps alone, both from one run of ``wconv.training.train``: the share of an epoch that is not
+    compute."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from wconv.models import create
+    from wconv.tracking.progress import EpochLog
+    from wconv.training import LoopOptions, OptimConfig, train
+
+    case = EFFICIENCY_CASES[name]
+    data = efficiency_data(case)
+    torch.manual_seed(0)
+    model = create(name, width=width, **data.task.model_options(data))
+    optim = OptimConfig.load("sgd" if case["task"] == "classification" else "adam")
+    logging.getLogger("wconv.train").setLevel(logging.WARNING)  # the lines are formatted, not printed
+    with tempfile.TemporaryDirectory() as tmp:
+        log = EpochLog(name, epochs, Path(tmp) / "metrics.csv", data.task.curve[0])
+        start = time.perf_counter()
+        res = train(
+            model,
+            data,
+            seed=0,
+            epochs=epochs,
+            batch_size=case["batch"],
+            optim=optim,
+            density_optim=None,
+            device=device,
+            eval_split="test",
+            checkpoint=Path(tmp) / "ckpt.pt",
+            on_epoch=lambda epoch, row: log(row),
+            progress=False,
+            loop=LoopOptions(),
+        )
+        whole = time.perf_counter() - start
+    steps = sum(r["seconds"] for r in res.history)
+    return {"case": name, "epochs": epochs, "whole_s": whole, "steps_s": steps, "efficiency_ratio": whole / steps}
