@@ -39,10 +39,20 @@ def main() -> int:
     # Smoke and CPU runs log nowhere but their records; paper runs go to W&B (offline without an API key).
     extra = (["logger=none", "progress=false"] if args.profile in ("smoke", "cpu") else []) + list(args.overrides)
 
+    try:  # every job composed and checked before any runs: a bad override is one line, whatever the job
+        configs = [sweep.checked_job(job, extra) for job in jobs]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        for job in jobs:
-            path = sweep.run_dir(job, root, sweep.compose_job(job, extra))
-            print(f"{'done   ' if sweep.is_done(path) else 'missing'} {path}  {' '.join(job.overrides)}")
+        total = 0
+        for job, cfg in zip(jobs, configs, strict=True):
+            path = sweep.run_dir(job, root, cfg)
+            epochs = sweep.epochs_of(cfg)
+            total += epochs
+            state = "done   " if sweep.is_done(path) else "missing"
+            print(f"{state} {epochs:>6} epochs  {path}  {' '.join(job.overrides)}")
+        print(f"{len(jobs)} runs, {total} training epochs in all")
         return 0
     start = time.perf_counter()
     if args.launcher == "local":

@@ -105,6 +105,31 @@ def compose_job(job: Job, extra: list[str] | None = None) -> DictConfig:
         return compose("train", overrides=[*job.overrides, *(extra or [])])
 
 
+def checked_job(job: Job, extra: list[str] | None = None) -> DictConfig:
+    """The job's config, composed and validated as ``python -m wconv.train`` would; ValueError with one line (an
+    unknown key, a malformed override, an invalid value) naming the job."""
+    from wconv.cli_checks import check_overrides
+    from wconv.train import ConfigError, validate
+
+    message, _ = check_overrides([*job.overrides, *(extra or [])])
+    if message is not None:
+        raise ValueError(f"{job.name}: {message}")
+    cfg = compose_job(job, extra)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        raise ValueError(f"{job.name}: {err}") from None
+    return cfg
+
+
+def epochs_of(cfg: DictConfig) -> int:
+    """The training epochs a run's config asks for: its search evaluations and its final trainings."""
+    evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
+    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
+    variants = 1 + int(weighted and bool(cfg.final.baseline))
+    return evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
+
+
 def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:
     """``root/<job name>-<fingerprint of what it computes>``: equal configs share a folder, others never do."""
     return root / f"{job.name}-{run_fingerprint(cfg)}"

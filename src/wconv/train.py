@@ -469,11 +469,13 @@ def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
 
 def header(cfg: DictConfig, data: Any) -> str:
     """One line saying what the run will do and how big it is."""
+    from wconv.sweep import epochs_of
+
     sizes = " / ".join(f"{data.sizes[s]} {s}" for s in ("train", "val", "test"))
     evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
     weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
     variants = 1 + int(weighted and bool(cfg.final.baseline))
-    total = evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
+    total = epochs_of(cfg)
     search = f"direct_l {evals} evaluations x {cfg.train.epochs} epochs, " if evals else ""
     return (
         f"{cfg.name}: model {cfg.model.name} ({cfg.model.kernel_size}x{cfg.model.kernel_size}), data "
@@ -656,11 +658,14 @@ def main(cfg: DictConfig) -> float:
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
         log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
-    for signum in (signal.SIGUSR2, signal.SIGTERM):  # a job's time limit or preemption: checkpoint, then stop
-        signal.signal(signum, request_stop)
+    previous = {}  # a job's time limit or preemption: checkpoint first, then what was there (submitit requeues)
+    for signum in (signal.SIGUSR2, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, request_stop)
     try:
         return run(cfg, run_dir, list(hydra_cfg.overrides.task))
     except StopRequested as stop:
+        if callable(handler := previous.get(stop.signum)):
+            handler(stop.signum, None)
         fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
     except (ConfigError, RecordMismatch, RunLocked, wdata.DataError) as err:
         fail(f"error: {_one_line(err)}", 2)
