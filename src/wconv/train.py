@@ -530,8 +530,10 @@ def _finished(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     result = read_json(path)
+    if not isinstance(result, dict) or "objective" not in result:
+        return None
     budget = result.get("search") and result["search"].get("max_evals")
-    if result["final_seeds"] != [int(s) for s in cfg.final.seeds]:
+    if result.get("final_seeds") != [int(s) for s in cfg.final.seeds]:
         return None
     if cfg.search.name == "direct_l" and budget not in (None, int(cfg.search.max_evals)):
         return None
