@@ -260,32 +260,38 @@ class Runner:
     def reuse_best_eval(self, name: str, seed: int, den: Any) -> TrainResult | None:
         """The search's best evaluation as this final training when it is the same training (same seed, density
         and epochs; it differs only by the split it is scored on): its model scored on the test split, no retraining.
-        None when there is no such evaluation."""
+        None when there is no such evaluation. Rank 0 decides, so that every rank takes the same path."""
         cfg, saved = self.cfg, self.run_dir / "checkpoints" / BEST_EVAL
-        info = self.run_dir / "checkpoints" / f"{BEST_EVAL}.json"
-        if seed != int(cfg.seed) or int(cfg.final.epochs) != int(cfg.train.epochs) or not info.exists():
+        if seed != int(cfg.seed) or int(cfg.final.epochs) != int(cfg.train.epochs):
             return None
-        record = read_json(info)
+        record = distributed.from_main(self._best_eval, den)
+        if record is None:
+            return None
         state = load_checkpoint(saved)
-        if record["den"] != den or state is None or state["epoch"] != int(cfg.train.epochs):
-            return None
+        distributed.barrier()  # every rank has read it before rank 0 renames it
         model = self.build_model(seed, den, False).to(self.device)
         model.load_state_dict(state["model"])
         batch = int(cfg.train.batch_size)
         metrics = distributed.from_main(evaluate, model, self.data, "test", batch, self.device, self.amp)
-        log.info(
-            f"{name}: the same training as search evaluation {record['index']}: its model scored on the test split"
-        )
+        log.info(f"{name}: the same training as search evaluation {record['index']}: its model scored on the test set")
         if distributed.is_main():
             saved.replace(self.run_dir / "checkpoints" / f"{name}.pt")
-            info.unlink()
+            (self.run_dir / "checkpoints" / f"{BEST_EVAL}.json").unlink()
             if self.data.task.saves_examples:
                 self.save_example(model, self.run_dir / "examples" / f"{name}.npz")
         history = state["history"]
-        per_step = statistics.median(r["seconds"] for r in history) / self.data.steps_per_epoch(
-            int(cfg.train.batch_size)
-        )
+        per_step = statistics.median(r["seconds"] for r in history) / self.data.steps_per_epoch(batch)
         return TrainResult("ok", metrics, history, per_step)
+
+    def _best_eval(self, den: Any) -> dict[str, Any] | None:
+        """The kept best evaluation's record when it trained ``den`` to the end, else None."""
+        info = self.run_dir / "checkpoints" / f"{BEST_EVAL}.json"
+        if not info.exists():
+            return None
+        record = read_json(info)
+        state = load_checkpoint(self.run_dir / "checkpoints" / BEST_EVAL)
+        ok = record["den"] == den and state is not None and state["epoch"] == int(self.cfg.train.epochs)
+        return record if ok else None
 
     @torch.no_grad()
     def save_example(self, model: torch.nn.Module, path: Path, size: int = 256) -> None:
@@ -569,6 +575,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> f
 
 def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
     log.info(header(cfg, data))
+    if distributed.is_distributed():
+        log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
     result_path = run_dir / "result.json"
     seeds = [int(s) for s in cfg.final.seeds]
     tracker = (
@@ -659,7 +667,6 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
-        log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
     previous = {}  # a job's time limit or preemption: checkpoint first, then what was there (submitit requeues)
     for signum in (signal.SIGUSR2, signal.SIGTERM):
         previous[signum] = signal.signal(signum, request_stop)
