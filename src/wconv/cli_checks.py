@@ -22,7 +22,8 @@ def explain(err: BaseException) -> str:
     """One line for a composition error."""
     text = str(err)
     if isinstance(err, MissingConfigException) and "Could not find" in text:
-        group = text.split("'")[1].split("/")[0] if "'" in text else "the group"
+        quoted = [part for part in text.split("'")[1::2] if "/" in part]
+        group = quoted[0].split("/")[0] if quoted else "the group"
         options = getattr(err, "options", None) or []
         listed = f"; choose one of {', '.join(options)}" if options else ""
         return f"{_first_line(err).removeprefix('In ' + repr('train') + ': ')}{listed} (see configs/{group}/)"

@@ -661,7 +661,7 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "configs"), config_name="train")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -718,4 +718,8 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # Run the module under its own name: Hydra launchers (submitit) pickle ``main``, which must then be found by
+    # reference, not pickled by value with everything it touches.
+    from wconv.train import cli as _cli
+
+    _cli()
