@@ -26,33 +26,56 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize(
-    "args, status, message",
+    "args, message",
     [
-        (["model=vgg99"], 2, "Could not find 'model/vgg99'; choose one of"),
-        (["data=mnist"], 2, "Could not find 'data/mnist'"),
-        (["optim=foo"], 2, "Could not find 'optim/foo'"),
-        (["density=foo"], 2, "Could not find 'density/foo'"),
-        (["foo=1"], 2, "unknown key foo"),
-        (["model.width=["], 2, "malformed override"),
-        (["train.epochs=abc"], 2, "train.epochs must be an integer, got 'abc'"),
-        (["density=fixed", "density.den=abc"], 2, "den must be a sequence of numbers"),
-        (["density.den=[0.7]"], 2, "needs density=fixed"),
-        (["optim.name=foo"], 2, "optim.name must be one of sgd, adam, adamw"),
-        (["optim.lr=-0.1"], 2, "optim.lr must be positive"),
-        (["optim.lr=0"], 2, "optim.lr must be positive"),
-        (["data.limit_train=0"], 2, "data.limit_train must be at least 1"),
-        (["final.seeds=[0,0]"], 2, "lists a seed twice"),
-        (["search=direct_l", "search.penalty=nan"], 2, "search.penalty must be a finite number"),
-        (["data=image_folder", "data.folder=nowhere"], 2, "needs data.test_folder"),
-        (["train.precision=fp8"], 2, "train.precision must be bf16 or fp32"),
+        (["model=vgg99"], "Could not find 'model/vgg99'; choose one of"),
+        (["data=mnist"], "Could not find 'data/mnist'"),
+        (["density=foo"], "Could not find 'density/foo'"),
+        (["foo=1"], "unknown key foo"),
+        (["model.width=["], "malformed override"),
+        (["train.epochs=abc"], "train.epochs must be an integer, got 'abc'"),
+        (["density=fixed", "density.den=abc"], "den must be a sequence of numbers"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny, args, status, message):
+def test_bad_input_on_the_command_line_is_one_line_and_writes_nothing(tmp_path, tiny, args, message):
     run_dir = tmp_path / "run"
     proc = run_cli([*tiny, *args, f"hydra.run.dir={run_dir}"])
-    assert proc.returncode == status
+    assert proc.returncode == 2
     line = _one_error_line(proc)
     assert line.startswith("error: ") and message in line
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optim=foo"], "Could not find 'optim/foo'"),
+        (["density.den=[0.7]"], "needs density=fixed"),
+        (["optim.name=foo"], "optim.name must be one of sgd, adam, adamw"),
+        (["optim.lr=-0.1"], "optim.lr must be positive"),
+        (["optim.lr=0"], "optim.lr must be positive"),
+        (["data.limit_train=0"], "data.limit_train must be at least 1"),
+        (["final.seeds=[0,0]"], "lists a seed twice"),
+        (["search=direct_l", "search.penalty=nan"], "search.penalty must be a finite number"),
+        (["data=image_folder", "data.folder=nowhere"], "needs data.test_folder"),
+        (["train.precision=fp8"], "train.precision must be bf16 or fp32"),
+        (["train.val_every=0"], "train.val_every must be at least 1"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, tiny, args, message):
+    """The same checks as on the command line (``check_overrides``, then ``validate``), in this process."""
+    from conftest import compose_train
+
+    from wconv.cli_checks import check_overrides
+    from wconv.train import ConfigError, run
+
+    run_dir = tmp_path / "run"
+    problem, _ = check_overrides([*tiny, *args])
+    if problem is None:
+        with pytest.raises(ConfigError) as err:
+            run(compose_train([*tiny, *args]), run_dir)
+        problem = str(err.value)
+    assert message in problem and "\n" not in problem
     assert not run_dir.exists()
 
 
