@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from wconv.tracking.records import read_jsonl
+
 CONV_LABELS = {"standard": "standard", "direct_l": "direct-L", "fixed": "fixed", "learned": "learned"}
 CONV_ORDER = ("standard", "direct-L", "fixed", "learned")
 
@@ -105,16 +107,8 @@ class Run:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON lines, dropping a torn last line (the records' own crash convention)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(finite(json.loads(line)))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """A JSON-lines record read as the training reads it (a torn last line dropped), without writing."""
+    return [finite(row) for row in read_jsonl(path, repair=False)]
 
 
 def load_run(path: Path, root: Path | None = None) -> Run:

@@ -77,8 +77,9 @@ def append_jsonl(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path) -> list[Any]:
-    """Every complete line of a JSON-lines file; a truncated last line (a killed writer) is dropped and cut off."""
+def read_jsonl(path: Path, repair: bool = True) -> list[Any]:
+    """Every complete line of a JSON-lines file; a truncated last line (a killed writer) is dropped and, if
+    ``repair`` (the writer's side), cut off the file so the next append starts on a clean line."""
     path = Path(path)
     if not path.exists():
         return []
@@ -92,7 +93,7 @@ def read_jsonl(path: Path) -> list[Any]:
         except json.JSONDecodeError:
             break
         good += len(line)
-    if good < len(raw):  # drop the torn tail so the next append starts on a clean line
+    if repair and good < len(raw):  # drop the torn tail so the next append starts on a clean line
         with open(path, "r+b") as f:
             f.truncate(good)
     return rows
