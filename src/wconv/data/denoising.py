@@ -16,6 +16,7 @@ from wconv.tasks import DENOISING
 
 PATCHES_PER_IMAGE = 64
 EVAL_NOISE_SEED = 0
+EVAL_BATCH_PIXELS = 1 << 23  # an evaluation batch holds at most this many pixels (three 2K colour images)
 
 
 class DenoisingData(TaskData):
@@ -26,7 +27,8 @@ class DenoisingData(TaskData):
     training image drawn uniformly at random, at a uniform random position, with a random flip/rotation if
     ``augment``, and fresh noise per batch. Crop positions come from a CPU generator and the flips and noise from a
     generator on the device, both seeded by (seed, epoch). Evaluation: whole images (centre-cropped to
-    ``eval_max_size`` if given), consecutive images of equal size batched together, with noise drawn on the CPU from
+    ``eval_max_size`` if given), consecutive images of equal size batched together (at most EVAL_BATCH_PIXELS
+    pixels a batch), with noise drawn on the CPU from
     a generator seeded by (split, image index): identical on every call, batch size and device; drawn once per
     device and kept. ``groups`` names consecutive parts of an evaluation split (e.g. the test sets Set12 and BSD68
     in one test split), as ``{split: [(name, count), ...]}``: metrics are then reported per part as well.
@@ -106,7 +108,9 @@ class DenoisingData(TaskData):
         indices = self.groups[split][group] if group is not None else range(len(clean))
         batch: list[int] = []
         for index in indices:
-            if batch and (len(batch) == batch_size or clean[batch[0]].shape != clean[index].shape):
+            pixels = clean[index].numel() * (len(batch) + 1)
+            full = len(batch) == batch_size or pixels > EVAL_BATCH_PIXELS
+            if batch and (full or clean[batch[0]].shape != clean[index].shape):
                 yield torch.stack([noisy[i] for i in batch]), torch.stack([clean[i] for i in batch]).float() / 255
                 batch = []
             batch.append(index)
