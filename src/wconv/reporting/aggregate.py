@@ -134,14 +134,15 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
 
 
 def metric_keys(task: tasks.Task, runs: list[Run]) -> list[str]:
-    """The task's metrics, each followed by its per-test-set values (``psnr@set12``) where the records have them."""
+    """The task's metrics, the papers' one followed by its per-test-set values (``psnr@set12``) where recorded."""
     recorded: list[str] = []
     for run in runs:
         for info in run.result["variants"].values():
             recorded += [k for k in info.get("test", {}) if k not in recorded]
     out = []
-    for metric in task.metrics:
-        out += [metric.key, *(k for k in recorded if k.startswith(f"{metric.key}@"))]
+    for metric in task.metrics:  # per test set for the papers' metric only: a table a reader can still read
+        per_set = [k for k in recorded if k.startswith(f"{metric.key}@")] if metric.key == task.paper_metric else []
+        out += [metric.key, *per_set]
     return out
 
 

@@ -11,6 +11,10 @@ from wconv import tasks
 from wconv.reporting.aggregate import aggregate, density_study, paper_value
 from wconv.reporting.collect import Run
 
+CPU_NOTE = (
+    "CPU PROFILE: real data (Train400 -> Set12, BSD68, sigma 25) and real but small models and budgets (500 steps "
+    "per training): an answer at this scale, not the papers' scale."
+)
 SMOKE_NOTE = (
     "SMOKE PROFILE: NOT comparable with the papers (tiny models, stand-in data, a few epochs); "
     "it checks the pipeline, not the method."
@@ -39,6 +43,7 @@ class Table:
     caption: str
     footnotes: list[str]
     smoke: bool
+    note: str = ""  # what a reader must know first (smoke or cpu profile); blank for the paper profile
 
 
 def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
@@ -49,9 +54,11 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     cited = reference[reference["table"] == table].drop_duplicates("paper")
     sources = [f"paper ({row.paper}): {row.source}." for row in cited.itertuples()]
     caption = CAPTIONS.get(table, f"{table}: test metrics per model and convolution.")
-    smoke = bool((frame["profile"] != "paper").any())
+    profiles = set(frame["profile"])
+    smoke = bool(profiles - {"paper", "cpu"})
+    note = SMOKE_NOTE if smoke else CPU_NOTE if "cpu" in profiles else ""
     task = tasks.get(next(r.result["task"] for r in runs if r.table == table))
-    return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke)
+    return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke, note)
 
 
 def mean_se(mean: float, sem: float, decimals: int) -> str:

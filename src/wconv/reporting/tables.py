@@ -11,7 +11,7 @@ from pathlib import Path
 
 from wconv.reporting.aggregate import load_reference
 from wconv.reporting.collect import find_runs
-from wconv.reporting.formatting import SMOKE_NOTE, Table, build
+from wconv.reporting.formatting import Table, build
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
 _LATEX_SYMBOLS = {"±": r"$\pm$", "~": r"$\sim$"}
@@ -20,12 +20,12 @@ _LATEX_SYMBOLS = {"±": r"$\pm$", "~": r"$\sim$"}
 def to_csv(table: Table) -> str:
     """The numbers, one row per table row (blank: not applicable), after the smoke comment line if any."""
     body = table.data.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    return (f"# {SMOKE_NOTE}\n" if table.smoke else "") + body
+    return (f"# {table.note}\n" if table.note else "") + body
 
 
 def to_markdown(table: Table) -> str:
     """The note (smoke only), the caption, the formatted table and its footnotes."""
-    lines = [SMOKE_NOTE, ""] if table.smoke else []
+    lines = [table.note, ""] if table.note else []
     columns = list(table.display.columns)
     align = ["left" if c in ("model", "data", "kernel", "conv", "den") else "right" for c in columns]
     grid = table.display.to_markdown(index=False, disable_numparse=True, colalign=align)
@@ -46,11 +46,11 @@ def to_latex(table: Table) -> str:
     columns = list(table.display.columns)
     spec = "".join("l" if c in ("model", "data", "kernel", "conv", "den") else "r" for c in columns)
     caption = " ".join([table.caption, *table.footnotes])
-    if table.smoke:
-        caption = rf"\textbf{{{latex_escape(SMOKE_NOTE)}}} " + latex_escape(caption)
+    if table.note:
+        caption = rf"\textbf{{{latex_escape(table.note)}}} " + latex_escape(caption)
     else:
         caption = latex_escape(caption)
-    lines = [f"% {SMOKE_NOTE}"] if table.smoke else []
+    lines = [f"% {table.note}"] if table.note else []
     lines += [
         r"% needs \usepackage{booktabs} and \usepackage{graphicx}",
         r"\begin{table}[t]",
