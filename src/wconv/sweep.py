@@ -43,7 +43,7 @@ SCALE: dict[str, dict[str, list[str]]] = {
     },
     "cpu": {
         "dncnn": ["data=train400", "model.depth=10", "model.width=0.5"],
-        "nafnet": ["data=train400", "model.width=0.5", *ONE_BLOCK],
+        "nafnet": ["data=train400", "data.grey=true", "model.width=0.5", *ONE_BLOCK],  # the experiment is colour
         "study": ["data=train400", "data.patches_per_epoch=1600"],
     },
 }
