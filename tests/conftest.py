@@ -33,15 +33,13 @@ def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> sub
     )
 
 
-def start_cli(args: list[str]) -> subprocess.Popen:
-    """``python -m wconv.train <args>`` in the background (for tests that kill it midway), output discarded."""
+def start_cli(args: list[str], capture: bool = False) -> subprocess.Popen:
+    """``python -m wconv.train <args>`` in the background (for tests that kill it midway); its output discarded,
+    or kept as text for ``communicate`` when ``capture``."""
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "-m", "wconv.train", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "wconv.train", *args], cwd=ROOT, env=env, stdout=out, stderr=out, text=True
     )
 
 

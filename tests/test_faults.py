@@ -5,12 +5,11 @@ repeats nothing and ends where an uninterrupted run ends; a full disk, freed, th
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, start_cli
+from conftest import run_cli, start_cli
 
 from wconv.tracking.records import read_json, read_jsonl
 
@@ -121,23 +120,11 @@ def _wait_for(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 24
     raise AssertionError(f"{path} never had {rows} rows")
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "wconv.train", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize("signum, status", [(signal.SIGUSR2, 140), (signal.SIGINT, 130)])  # TERM: USR2's path
 def test_a_signal_mid_search_then_resume_repeats_nothing(tmp_path, tiny, signum, status):
     run_dir, ref_dir = tmp_path / "run", tmp_path / "ref"
     args = [*SEARCH, *tiny, "search.max_evals=3", "train.epochs=3"]
-    proc = _start([*args, f"hydra.run.dir={run_dir}"])
+    proc = start_cli([*args, f"hydra.run.dir={run_dir}"], capture=True)
     _wait_for(run_dir / "metrics" / "eval-001.csv", 1, proc)  # in the second evaluation, after its first epoch
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
