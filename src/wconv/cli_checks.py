@@ -11,6 +11,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+COMPOSE_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException, OmegaConfBaseException)
 HYDRA_FLAGS = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion")
 
 
@@ -49,7 +50,7 @@ def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
             cfg = compose("train", overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
-    except (ConfigCompositionException, MissingConfigException, OverrideParseException, OmegaConfBaseException) as err:
+    except COMPOSE_ERRORS as err:
         return explain(err), None
     except Exception:  # anything else (a resolver Hydra alone provides): Hydra will say it
         return None, None

@@ -108,15 +108,14 @@ def compose_job(job: Job, extra: list[str] | None = None) -> DictConfig:
 def checked_job(job: Job, extra: list[str] | None = None) -> DictConfig:
     """The job's config, composed and validated as ``python -m wconv.train`` would; ValueError with one line (an
     unknown key, a malformed override, an invalid value) naming the job."""
-    from wconv.cli_checks import check_overrides
+    from wconv.cli_checks import COMPOSE_ERRORS, explain
     from wconv.train import ConfigError, validate
 
-    message, _ = check_overrides([*job.overrides, *(extra or [])])
-    if message is not None:
-        raise ValueError(f"{job.name}: {message}")
-    cfg = compose_job(job, extra)
     try:
+        cfg = compose_job(job, extra)
         validate(cfg)
+    except COMPOSE_ERRORS as err:
+        raise ValueError(f"{job.name}: {explain(err)}") from None
     except ConfigError as err:
         raise ValueError(f"{job.name}: {err}") from None
     return cfg
@@ -124,10 +123,9 @@ def checked_job(job: Job, extra: list[str] | None = None) -> DictConfig:
 
 def epochs_of(cfg: DictConfig) -> int:
     """The training epochs a run's config asks for: its search evaluations and its final trainings."""
-    evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
-    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
-    variants = 1 + int(weighted and bool(cfg.final.baseline))
-    return evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
+    from wconv.train import budget
+
+    return budget(cfg)[2]
 
 
 def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:

@@ -29,10 +29,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wconv import data as wdata
-from wconv import distributed, models, objectives, parallel
+from wconv import distributed, models, objectives, parallel, stats
 from wconv.nn.density import FAMILIES, get_family, parse_den
 from wconv.search import Evaluation, check_bounds, direct_l, direct_l_batched
-from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, run_fingerprint
+from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, conv_of, run_fingerprint
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.progress import EpochLog
 from wconv.tracking.provenance import provenance
@@ -394,12 +394,6 @@ def run_search(runner: Runner) -> dict[str, Any]:
     return best
 
 
-def _summary(values: list[float]) -> dict[str, float | None]:
-    mean = statistics.fmean(values)
-    sem = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
-    return {"mean": mean, "sem": sem}
-
-
 def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dict[str, Any]:
     """Train each variant on every final seed (skipping recorded ones); mean and standard error per metric."""
     cfg, out = runner.cfg, {}
@@ -442,7 +436,7 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
             "learned": learn_den,
             "seeds": {s: {"status": r["status"], **r["test"]} for s, r in per_seed.items()},
             "diverged": len(per_seed) - len(ok),
-            "test": {k: _summary([r["test"][k] for r in ok]) for k in keys} if ok else {},
+            "test": {k: stats.mean_sem([r["test"][k] for r in ok]) for k in keys} if ok else {},
             "seconds_per_step": statistics.median(r["seconds_per_step"] for r in per_seed.values()),
         }
     return out
@@ -461,27 +455,23 @@ def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
         both = [s for s, r in info["seeds"].items() if r["status"] == "ok" and base.get(s, {}).get("status") == "ok"]
         for metric in metrics:
             diffs = {s: info["seeds"][s][metric] - base[s][metric] for s in both if metric in info["seeds"][s]}
-            if not diffs:
-                continue
-            values = list(diffs.values())
-            p_value = None
-            if len(values) > 1 and statistics.stdev(values) > 0:
-                from scipy import stats
-
-                p_value = float(stats.ttest_1samp(values, 0.0).pvalue)
-            out.setdefault(variant, {})[metric] = {"per_seed": diffs, **_summary(values), "p_value": p_value}
+            if diffs:
+                out.setdefault(variant, {})[metric] = {"per_seed": diffs, **stats.paired(list(diffs.values()))}
     return out
+
+
+def budget(cfg: DictConfig) -> tuple[int, int, int]:
+    """(search evaluations, final variants, training epochs in all) that ``cfg`` asks for."""
+    evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
+    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
+    variants = 1 + int(weighted and bool(cfg.final.baseline))
+    return evals, variants, evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
 
 
 def header(cfg: DictConfig, data: Any) -> str:
     """One line saying what the run will do and how big it is."""
-    from wconv.sweep import epochs_of
-
     sizes = " / ".join(f"{data.sizes[s]} {s}" for s in ("train", "val", "test"))
-    evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
-    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
-    variants = 1 + int(weighted and bool(cfg.final.baseline))
-    total = epochs_of(cfg)
+    evals, variants, total = budget(cfg)
     search = f"direct_l {evals} evaluations x {cfg.train.epochs} epochs, " if evals else ""
     return (
         f"{cfg.name}: model {cfg.model.name} ({cfg.model.kernel_size}x{cfg.model.kernel_size}), data "
@@ -585,7 +575,13 @@ def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
             run_dir.name,
             run_dir,
             run_fingerprint(cfg),
-            [str(cfg.profile_name), str(cfg.table or data.task.name), cfg.model.name, cfg.data.name, conv_name(cfg)],
+            [
+                str(cfg.profile_name),
+                str(cfg.table or data.task.name),
+                cfg.model.name,
+                cfg.data.name,
+                conv_of(cfg.density.kind, cfg.search.name),
+            ],
             cfg.logger.entity,
             cfg.logger.mode,
         )
@@ -650,11 +646,6 @@ def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
     log.info(f"{run_dir}: done -> {result_path}")
     log.info(summary_line(result, data.task.paper_metric))
     return float(objective)
-
-
-def conv_name(cfg: DictConfig) -> str:
-    """What convolution a run trains: direct_l for a search, else the density's kind (standard, fixed, learned)."""
-    return "direct_l" if cfg.search.name == "direct_l" else str(cfg.density.kind)
 
 
 def _one_line(err: BaseException) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wconv import tasks
+from wconv import stats, tasks
 from wconv.reporting.collect import CONV_ORDER, Run, nan_if_none
 
 
@@ -119,8 +119,8 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
         base = standard.get(_group(run))
         for key in paired_keys(task, keys):
             diff = paired_difference(run, variant, *base, key) if base and variant != "standard" else {}
-            for part in ("mean", "sem", "p", "n"):
-                row[f"d_{key}_{part}"] = nan_if_none(diff.get(part))
+            for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n")):
+                row[f"d_{key}_{part}"] = nan_if_none(diff.get(name))
         row["ms_per_step"] = 1e3 * nan_if_none(r["variants"][variant]["seconds_per_step"])
         row["run"], row["_group"] = run.key, _group(run)
         rows.append(row)
@@ -152,9 +152,9 @@ def paired_keys(task: tasks.Task, keys: list[str]) -> list[str]:
     return [k for k in keys if k.split("@")[0] == task.paper_metric]
 
 
-def paired_difference(run: Run, variant: str, base_run: Run, base_variant: str, metric: str) -> dict[str, float]:
-    """``variant`` minus the standard convolution on the seeds both trained: mean, standard error, the paired
-    t-test's two-sided p-value and the number of pairs (empty without a pair)."""
+def paired_difference(run: Run, variant: str, base_run: Run, base_variant: str, metric: str) -> dict[str, Any]:
+    """``variant`` minus the standard convolution on the seeds both trained (``wconv.stats.paired``: mean, standard
+    error, p-value, number of pairs); empty without a pair."""
     mine = run.result["variants"][variant]["seeds"]
     theirs = base_run.result["variants"][base_variant]["seeds"]
     diffs = [
@@ -162,16 +162,7 @@ def paired_difference(run: Run, variant: str, base_run: Run, base_variant: str, 
         for s in mine
         if s in theirs and mine[s].get("status") == theirs[s].get("status") == "ok" and metric in mine[s]
     ]
-    if not diffs:
-        return {}
-    out = {"mean": float(np.mean(diffs)), "n": len(diffs), "sem": None, "p": None}
-    if len(diffs) > 1:
-        out["sem"] = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
-        if out["sem"] > 0:
-            from scipy import stats
-
-            out["p"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
-    return out
+    return stats.paired(diffs) if diffs else {}
 
 
 def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:

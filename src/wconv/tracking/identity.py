@@ -96,7 +96,11 @@ def safe_dirname(overrides: str, limit: int = 200) -> str:
 
 
 OmegaConf.register_new_resolver("wconv.dirname", safe_dirname, replace=True)
-# A run's convolution for its name: direct_l for a search (whose density.kind is standard), else the kind.
-OmegaConf.register_new_resolver(
-    "wconv.conv", lambda kind, search: "direct_l" if search == "direct_l" else kind, replace=True
-)
+
+
+def conv_of(kind: str, search: str) -> str:
+    """What convolution a run trains: direct_l for a search (whose density.kind is standard), else the kind."""
+    return "direct_l" if search == "direct_l" else str(kind)
+
+
+OmegaConf.register_new_resolver("wconv.conv", conv_of, replace=True)  # the run's name in configs/train.yaml
