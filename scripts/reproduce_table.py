@@ -3,6 +3,7 @@
 python scripts/reproduce_table.py --profile smoke            # offline stand-ins, tiny models, laptop CPU
 python scripts/reproduce_table.py --profile paper            # full scale (a GPU, or --launcher slurm)
 python scripts/reproduce_table.py --dry-run                  # list the runs and which are done
+python scripts/reproduce_table.py --profile cpu --match nafnet --match k7  # only the runs whose name has one
 python scripts/reproduce_table.py -- final.seeds=[0,1,2,3,4] # extra Hydra overrides for every run
 WCONV_SBATCH_ARGS="--gres=none --mem=3G" python scripts/reproduce_table.py --launcher slurm  # sbatch options
 """
@@ -25,6 +26,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=None, help="where the runs live (default: sweep.runs_root)")
     parser.add_argument("--out", type=Path, default=None, help="where the tables go (default results/tables/<profile>)")
     parser.add_argument("--only", choices=("all", "tables", "study"), default="all")
+    parser.add_argument("--match", action="append", default=[], help="only runs whose name contains this (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --)")
     args = parser.parse_args()
@@ -36,6 +38,8 @@ def main() -> int:
         jobs += sweep.table_jobs(args.profile)
     if args.only in ("all", "study"):
         jobs += sweep.study_jobs(args.profile)
+    if args.match:  # the tables are still written from every recorded run under root
+        jobs = [job for job in jobs if any(m in job.name for m in args.match)]
     # Smoke and CPU runs log nowhere but their records; paper runs go to W&B (offline without an API key).
     extra = (["logger=none", "progress=false"] if args.profile in ("smoke", "cpu") else []) + list(args.overrides)
 
