@@ -50,3 +50,17 @@ def test_checkpoint_round_trip(tmp_path):
 def test_fingerprint_is_order_independent_and_sensitive():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_neutral_keys_keep_old_fingerprints_and_other_values_change_them():
+    from omegaconf import OmegaConf
+
+    from wconv.tracking.identity import NEUTRAL, run_fingerprint
+
+    old = {"train": {"epochs": 3}, "seed": 0}  # a run recorded before train.val_every and the others existed
+    new = OmegaConf.create(old)
+    for key, value in NEUTRAL.items():
+        OmegaConf.update(new, key, value, force_add=True)
+    assert run_fingerprint(new) == run_fingerprint(OmegaConf.create(old))
+    OmegaConf.update(new, "train.val_every", 5)
+    assert run_fingerprint(new) != run_fingerprint(OmegaConf.create(old))

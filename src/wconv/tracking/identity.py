@@ -30,6 +30,16 @@ VOLATILE = (
 )
 
 
+# Keys added after runs were recorded, at the value that reproduces what those runs did: left out of the identity
+# at that value, so that a recorded run keeps its fingerprint (and its folder) when the key appears; any other
+# value is part of the identity.
+NEUTRAL = {
+    "train.val_every": 1,  # validation after every epoch
+    "train.precision": "bf16",  # bf16 autocast on CUDA (fp32 on the CPU)
+    "train.compile": False,
+}
+
+
 class RecordMismatch(ValueError):
     """The records in a run directory do not belong to this run."""
 
@@ -37,12 +47,13 @@ class RecordMismatch(ValueError):
 def identity(cfg: DictConfig) -> dict[str, Any]:
     """What a run computes: the resolved config without the keys that may change between resumes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in VOLATILE:
+    for key in (*VOLATILE, *NEUTRAL):
         *parents, last = key.split(".")
         node = plain
         for p in parents:
             node = node.get(p, {})
-        node.pop(last, None)
+        if key in VOLATILE or (last in node and node[last] == NEUTRAL[key]):
+            node.pop(last, None)
     return plain
 
 
