@@ -36,8 +36,9 @@ class Evaluation:
 EvaluateBatch = Callable[[list[tuple[int, list[float]]]], Iterable[tuple[int, Evaluation, float]]]
 
 
-def check_bounds(bounds: Sequence[Sequence[float]], n: int) -> list[list[float]]:
-    """``n`` pairs ``[low, high]`` with ``0 < low < high``; one clear error otherwise."""
+def check_bounds(bounds: Sequence[Sequence[float]], n: int, positive: bool = True) -> list[list[float]]:
+    """``n`` pairs ``[low, high]`` with ``low < high`` (and ``0 < low`` for density values, ``positive``); one
+    clear error otherwise."""
     if len(bounds) != n:
         raise ValueError(f"search.bounds has {len(bounds)} pair(s), the kernel needs {n} (one per density value)")
     out = []
@@ -45,7 +46,7 @@ def check_bounds(bounds: Sequence[Sequence[float]], n: int) -> list[list[float]]
         if len(pair) != 2:
             raise ValueError(f"search.bounds[{i}] must be a [low, high] pair, got {list(pair)}")
         low, high = float(pair[0]), float(pair[1])
-        if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high <= low:
+        if not (math.isfinite(low) and math.isfinite(high)) or (positive and low <= 0) or high <= low:
             raise ValueError(f"search.bounds[{i}] = [{low}, {high}]: need 0 < low < high (density values are positive)")
         out.append([low, high])
     return out
@@ -97,7 +98,7 @@ def direct_l(
             on_result(index, row)
         return float(row["objective"])
 
-    lows, highs = zip(*check_bounds(bounds, len(bounds)), strict=True)
+    lows, highs = zip(*check_bounds(bounds, len(bounds), positive=False), strict=True)
     opt = nlopt.opt(nlopt.GN_DIRECT_L, len(lows))
     opt.set_lower_bounds(list(lows))
     opt.set_upper_bounds(list(highs))
@@ -179,7 +180,7 @@ def direct_l_batched(
     if max_evals < 1:
         raise ValueError(f"search.max_evals must be at least 1, got {max_evals}")
     done = recorded(record)
-    search = DirectL(check_bounds(bounds, len(bounds)), max_evals)
+    search = DirectL(check_bounds(bounds, len(bounds), positive=False), max_evals)
     history: list[dict] = []
     round_ = 0
     while batch := search.ask():

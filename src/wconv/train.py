@@ -28,9 +28,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from wconv import arms, distributed, models, objectives, parallel, space, stats
 from wconv import data as wdata
-from wconv import distributed, models, objectives, parallel, stats
+from wconv.arms import Variant
 from wconv.nn.density import FAMILIES, get_family, parse_den
+from wconv.nn.precondition import precondition
 from wconv.search import Evaluation, check_bounds, direct_l, direct_l_batched
 from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, conv_of, run_fingerprint
 from wconv.tracking.lock import RunLock, RunLocked
@@ -59,7 +61,10 @@ class ConfigError(ValueError):
 
 
 def search_bounds(cfg: DictConfig) -> list[list[float]]:
-    """``search.bounds`` or the density family's default box for the model's kernel size."""
+    """The box the search divides: ``search.space``'s, else ``search.bounds`` or the density family's default box
+    for the model's kernel size."""
+    if (dims := space.parse(cfg)) is not None:
+        return [d.bounds() for d in dims]
     k = int(cfg.model.kernel_size)
     family = get_family(cfg.density.family)
     if cfg.search.bounds is None:
@@ -138,6 +143,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"final.seeds must list at least one seed, as integers, e.g. [0,1,2]; got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"final.seeds lists a seed twice ({seeds}): each seed trains once; give distinct seeds")
+    try:
+        arms.check(list(cfg.final.get("arms") or []), list(cfg.final.get("budgets") or []))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if cfg.optim.name not in OPTIMIZERS:
         raise ConfigError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {cfg.optim.name!r}")
     _float(cfg, "optim.lr", positive=True)
@@ -154,7 +163,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(str(err)) from None
         if (task := models.task_of(cfg.model.name)) not in objective.tasks:
             raise ConfigError(f"search.objective={objective.name} does not apply to {task}: use val_loss")
-        if k == 1:
+        try:
+            searches_keys = space.parse(cfg) is not None
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if k == 1 and not searches_keys:
             raise ConfigError("a 1x1 kernel has no density to search: set model.kernel_size to 3, 5 or 7")
         search_bounds(cfg)
         s = cfg.search
@@ -204,22 +217,47 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
 
-    def build_model(self, seed: int, den: Any, learn_den: bool) -> torch.nn.Module:
+    def build_model(self, seed: int, den: Any, learn_den: bool, arm: str | None = None) -> torch.nn.Module:
         """Same seed, same initial weights: the density is applied after the standard model is built."""
+        return self._build(seed, den, learn_den, arm)[0]
+
+    def _build(self, seed: int, den: Any, learn_den: bool, arm: str | None) -> tuple[torch.nn.Module, Any]:
+        """The model and what ``train`` calls with its optimisers (an arm's step scaling, or None)."""
         options = {k: v for k, v in OmegaConf.to_container(self.cfg.model, resolve=True).items() if k != "name"}
         options.update(self.data.task.model_options(self.data))
+        if arm == "smaller_kernel":
+            options["kernel_size"] = int(options.get("kernel_size", 3)) - 2
+        density = {"skip_depthwise": bool(self.cfg.density.skip_depthwise), "family": self.cfg.density.family}
         torch.manual_seed(seed)
-        return models.create(
-            self.cfg.model.name,
-            den=den,
-            learn_den=learn_den,
-            skip_depthwise=bool(self.cfg.density.skip_depthwise),
-            family=self.cfg.density.family,
-            **options,
-        )
+        if arm == "preconditioned":  # the standard model, then phi folded into its start and its steps
+            model = models.create(self.cfg.model.name, **density, **options)
+            model, preconditioner = precondition(model, den, self.optim.name, **density)
+            return model, preconditioner.install
+        return models.create(self.cfg.model.name, den=den, learn_den=learn_den, **density, **options), None
 
-    def train_one(self, name: str, job_type: str, seed: int, den: Any, learn_den: bool, epochs: int, split: str):
-        model = self.build_model(seed, den, learn_den)
+    def changed(self, changes: dict[str, Any]) -> Runner:
+        """This runner with config ``changes`` (a searched point): same run directory, data and tracker."""
+        if not changes:
+            return self
+        cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
+        for key, value in changes.items():
+            OmegaConf.update(cfg, key, value)
+        other = Runner(cfg, self.run_dir, self.data, self.tracker)
+        other.device, other.progress = self.device, self.progress
+        return other
+
+    def train_one(
+        self,
+        name: str,
+        job_type: str,
+        seed: int,
+        den: Any,
+        learn_den: bool,
+        epochs: int,
+        split: str,
+        arm: str | None = None,
+    ):
+        model, prepare = self._build(seed, den, learn_den, arm)
         run = self.tracker.start(
             name,
             job_type,
@@ -249,6 +287,7 @@ class Runner:
                 progress=self.progress,
                 desc=name,
                 loop=self.loop,
+                prepare=prepare,
             )
             run.summary({f"{split}_{k}": v for k, v in result.metrics.items()} | {"status": result.status})
         finally:
@@ -328,6 +367,8 @@ def search_evaluation(runner: Runner, index: int, den: list[float], keep_checkpo
     """Evaluation ``index`` of the search: a training from ``cfg.seed`` with ``den``, its validation objective.
     Its last checkpoint is deleted unless ``keep_checkpoint`` (the serial search keeps the best one)."""
     cfg = runner.cfg
+    if (dims := space.parse(cfg)) is not None:  # a point of config keys, trained with the standard conv
+        runner, den = runner.changed(space.values(dims, den)), None
     res = runner.train_one(f"eval-{index:03d}", "search", int(cfg.seed), den, False, int(cfg.train.epochs), "val")
     if distributed.is_main() and not keep_checkpoint:
         (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
@@ -364,9 +405,14 @@ def run_search(runner: Runner) -> dict[str, Any]:
             return
         if row["status"] == "ok":
             best_so_far[0] = min(best_so_far[0], row["objective"])
-        den = ", ".join(f"{v:.4g}" for v in row["den"])
+        dims = space.parse(cfg)
+        point = (
+            space.describe(space.values(dims, row["den"]))
+            if dims
+            else f"den=[{', '.join(f'{v:.4g}' for v in row['den'])}]"
+        )
         log.info(
-            f"eval {index + 1}/{cfg.search.max_evals} den=[{den}] {cfg.search.objective}={row['objective']:.5g} "
+            f"eval {index + 1}/{cfg.search.max_evals} {point} {cfg.search.objective}={row['objective']:.5g} "
             f"best {best_so_far[0]:.5g} ({row['status']}, {row['seconds']:.1f} s)"
         )
 
@@ -394,10 +440,12 @@ def run_search(runner: Runner) -> dict[str, Any]:
     return best
 
 
-def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dict[str, Any]:
+def run_final(runner: Runner, variants: list[Variant]) -> dict[str, Any]:
     """Train each variant on every final seed (skipping recorded ones); mean and standard error per metric."""
     cfg, out = runner.cfg, {}
-    for variant, job_type, den, learn_den in variants:
+    for v in variants:
+        variant, den, learn_den = v.name, v.den, v.learn_den
+        epochs = v.epochs(int(cfg.final.epochs))
         per_seed = {}
         for seed in cfg.final.seeds:
             name = f"final-{variant}-seed{seed}"
@@ -411,7 +459,9 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
             if not path.exists():
                 res = runner.reuse_best_eval(name, int(seed), den) if variant == "weighted" else None
                 if res is None:
-                    res = runner.train_one(name, job_type, int(seed), den, learn_den, int(cfg.final.epochs), "test")
+                    res = runner.changed(v.changes).train_one(
+                        name, v.job_type, int(seed), den, learn_den, epochs, "test", arm=v.arm
+                    )
                 if distributed.is_main():
                     write_json(
                         path,
@@ -420,6 +470,7 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
                             "variant": variant,
                             "seed": int(seed),
                             "den": den,
+                            "epochs": epochs,
                             "status": res.status,
                             "test": res.metrics,
                             "seconds_per_step": res.seconds_per_step,
@@ -434,6 +485,9 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
         out[variant] = {
             "den": den,
             "learned": learn_den,
+            "arm": v.arm,
+            "epochs": epochs,
+            "changes": v.changes,
             "seeds": {s: {"status": r["status"], **r["test"]} for s, r in per_seed.items()},
             "diverged": len(per_seed) - len(ok),
             "test": {k: stats.mean_sem([r["test"][k] for r in ok]) for k in keys} if ok else {},
@@ -443,15 +497,16 @@ def run_final(runner: Runner, variants: list[tuple[str, str, Any, bool]]) -> dic
 
 
 def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
-    """Each non-standard variant minus the standard one on the seeds where both trained: per seed, mean, standard
-    error and the paired t-test's two-sided p-value (None with fewer than two seeds or no spread)."""
-    if "standard" not in variants:
-        return {}
-    base = variants["standard"]["seeds"]
+    """Each non-standard variant minus the standard one at the same budget on the seeds where both trained: per
+    seed, mean, standard error and the paired t-test's two-sided p-value (None with fewer than two seeds or no
+    spread)."""
     out: dict[str, Any] = {}
     for variant, info in variants.items():
-        if variant == "standard":
+        name, scale = arms.split_budget(variant)
+        reference = "standard" if scale == 1 else f"standard@{scale:g}x"
+        if name == "standard" or reference not in variants:
             continue
+        base = variants[reference]["seeds"]
         both = [s for s, r in info["seeds"].items() if r["status"] == "ok" and base.get(s, {}).get("status") == "ok"]
         for metric in metrics:
             diffs = {s: info["seeds"][s][metric] - base[s][metric] for s in both if metric in info["seeds"][s]}
@@ -460,12 +515,49 @@ def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
     return out
 
 
+def own_variants(cfg: DictConfig, den: Any = None) -> list[Variant]:
+    """The variants a run trains before its arms: its convolution (searched, fixed or learned) and, with
+    ``final.baseline`` or alone, the standard one. ``den``: the density (or point) the search found."""
+    kind, variants = cfg.density.kind, []
+    if cfg.search.name == "direct_l":
+        dims = space.parse(cfg)
+        variants = [
+            Variant("tuned", "final", changes=space.values(dims, den)) if dims else Variant("weighted", "final", den)
+        ]
+    elif kind == "fixed":
+        variants = [Variant("weighted", "final", OmegaConf.to_object(cfg.density.den))]
+    elif kind == "learned":
+        variants = [
+            Variant(
+                "learned", "final", OmegaConf.to_object(cfg.density.den) if cfg.density.den is not None else None, True
+            )
+        ]
+    if not variants or cfg.final.baseline:
+        variants.append(Variant("standard", "baseline"))
+    return variants
+
+
+def final_variants(cfg: DictConfig, den: Any = None) -> tuple[list[Variant], list[tuple[str, str]]]:
+    """Every final variant of the run (its own, its arms, its budgets) and the arms it skips, with why. Before the
+    search has run (``den`` None), any point stands in for the one it will find: the variants are the same."""
+    if cfg.search.name == "direct_l" and den is None:
+        dims = space.parse(cfg)
+        k = int(cfg.model.kernel_size)
+        den = [0.0] * len(dims) if dims else [1.0] * get_family(cfg.density.family).n_values(k)
+    return arms.plan(
+        own_variants(cfg, den),
+        list(cfg.final.get("arms") or []),
+        list(cfg.final.get("budgets") or []),
+        int(cfg.model.kernel_size),
+    )
+
+
 def budget(cfg: DictConfig) -> tuple[int, int, int]:
     """(search evaluations, final variants, training epochs in all) that ``cfg`` asks for."""
     evals = int(cfg.search.max_evals) if cfg.search.name == "direct_l" else 0
-    weighted = cfg.search.name == "direct_l" or cfg.density.kind != "standard"
-    variants = 1 + int(weighted and bool(cfg.final.baseline))
-    return evals, variants, evals * int(cfg.train.epochs) + variants * len(cfg.final.seeds) * int(cfg.final.epochs)
+    variants, _ = final_variants(cfg)
+    final = sum(v.epochs(int(cfg.final.epochs)) for v in variants) * len(cfg.final.seeds)
+    return evals, len(variants), evals * int(cfg.train.epochs) + final
 
 
 def header(cfg: DictConfig, data: Any) -> str:
@@ -533,6 +625,9 @@ def _finished(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
         return None
     if cfg.search.name == "direct_l" and budget not in (None, int(cfg.search.max_evals)):
         return None
+    for key in ("arms", "budgets"):  # controls added to a finished run: it resumes and trains them
+        if result.get(key, []) != list(cfg.final.get(key) or []):
+            return None
     return result
 
 
@@ -599,19 +694,14 @@ def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
                 f"final trainings use the first point ({search['den']}). Lower optim.lr or narrow search.bounds"
             )
         den = search["den"]
-        variants = [("weighted", "final", den, False)]
-    elif kind == "fixed":
-        den = OmegaConf.to_object(cfg.density.den)
-        variants = [("weighted", "final", den, False)]
-    elif kind == "learned":
-        den = OmegaConf.to_object(cfg.density.den) if cfg.density.den is not None else None
-        variants = [("learned", "final", den, True)]
     else:
-        den, variants = None, []
-    if not variants or cfg.final.baseline:
-        variants.append(("standard", "baseline", None, False))
+        den = None
+    variants, skipped = final_variants(cfg, den)
+    for arm, reason in skipped:
+        log.info(f"arm {arm} skipped: {reason}")
+    den = next((v.den for v in variants if v.name in ("weighted", "learned")), None)
     final = run_final(runner, variants)
-    main_variant = final[variants[0][0]]
+    main_variant = final[variants[0].name]
     objective = search["objective"] if search else main_variant["test"].get("loss", {}).get("mean", float("nan"))
     metrics = [m.key for m in data.task.metrics] + ["loss"]
     result = {
@@ -622,8 +712,11 @@ def _run(cfg: DictConfig, run_dir: Path, data: Any) -> float:
         "model": cfg.model.name,
         "data": cfg.data.name,
         "kernel_size": int(cfg.model.kernel_size),
-        "density": kind if not search else "direct_l",
+        "density": ("tuned" if space.parse(cfg) else "direct_l") if search else kind,
         "best_den": den if (search and search["status"] == "ok") or kind == "fixed" else None,
+        "best_point": variants[0].changes or None,
+        "arms": list(cfg.final.get("arms") or []),
+        "budgets": list(cfg.final.get("budgets") or []),
         "search": search,
         "objective": objective,
         "final_seeds": seeds,

@@ -215,6 +215,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     loop: LoopOptions | None = None,
+    prepare: Callable[[list[torch.optim.Optimizer]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` and evaluate on ``eval_split``; resume from ``checkpoint`` when it exists.
 
@@ -237,6 +238,8 @@ def train(
         net = torch.compile(net)
     steps = data.steps_per_epoch(batch_size)
     opts, step_scheds, epoch_scheds = make_optimizers(model, optim, density_optim, steps, epochs, device)
+    if prepare is not None:  # hooks on the model's gradients and the optimisers' steps (wconv.nn.precondition)
+        prepare(opts)
     scheds = step_scheds + epoch_scheds
     history: list[dict] = []
     start_epoch, skip, resumed_loss = 0, 0, 0.0

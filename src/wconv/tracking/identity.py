@@ -27,6 +27,8 @@ VOLATILE = (
     "search.workers",
     "search.launcher",
     "search.submitit",
+    "final.arms",  # controls trained beside a run's variants: adding one to a finished run trains just that
+    "final.budgets",
 )
 
 
@@ -37,6 +39,7 @@ NEUTRAL = {
     "train.val_every": 1,  # validation after every epoch
     "train.precision": "bf16",  # bf16 autocast on CUDA (fp32 on the CPU)
     "train.compile": False,
+    "search.space": None,  # the density
 }
 
 

@@ -1,0 +1,107 @@
+"""The controls (wconv.arms): the preconditioned standard conv is the weighted training; arms, budgets and a
+search over config keys in a real run."""
+
+import pytest
+import torch
+from torch import nn
+
+from wconv import arms
+from wconv.nn import convert, fold
+from wconv.nn.precondition import precondition
+from wconv.training import OptimConfig, make_optimizers
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 1), nn.Conv2d(6, 1, 3, padding=1))
+
+
+def _train(model: nn.Module, optim: OptimConfig, prepare=None, steps: int = 25) -> nn.Module:
+    opts, scheds, _ = make_optimizers(model, optim, None, steps_per_epoch=steps, epochs=1)
+    if prepare is not None:
+        prepare(opts)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(4, 1, 12, 12, generator=g)
+        loss = ((model(x) - x.flip(-1)) ** 2).mean()
+        opts[0].zero_grad()
+        loss.backward()
+        opts[0].step()
+        scheds[0].step()
+    return model
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "changes", "tol"),
+    [
+        ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-3, "warmup_epochs": 0}, 2e-6),
+        ("adam", {"lr": 3e-3}, 2e-6),
+    ],
+)
+def test_preconditioned_standard_conv_trains_as_the_weighted_one(optimizer, changes, tol):
+    optim = OptimConfig.load(optimizer, **changes)
+    den = [0.4]
+    weighted = _train(convert(_net(), den), optim)
+    plain, pre = precondition(_net(), den, optimizer)
+    assert all(type(m) in (nn.Conv2d, nn.ReLU, nn.Sequential) for m in plain.modules())  # no weighted layer left
+    plain = _train(plain, optim, pre.install)
+    start = fold(convert(_net(), den))
+    for got, want, first in zip(plain.parameters(), fold(weighted).parameters(), start.parameters(), strict=True):
+        assert (want - first).abs().max() > 1e-3  # the training moved the weights
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    # without the step scaling the same start trains elsewhere: the scaling is what makes the two equal
+    other = _train(precondition(_net(), den, optimizer)[0], optim)
+    assert not torch.allclose(other[0].weight, fold(weighted)[0].weight, atol=1e-4)
+
+
+def test_plan_adds_arms_and_budgets_and_skips_what_does_not_apply():
+    own = [arms.Variant("weighted", "final", [0.5])]
+    variants, skipped = arms.plan(own, ["preconditioned", "smaller_kernel"], [0.5, 1, 2], kernel_size=3)
+    names = [v.name for v in variants]
+    assert names == ["weighted", "preconditioned", "weighted@0.5x", "standard@0.5x", "weighted@2x", "standard@2x"]
+    assert skipped[0][0] == "smaller_kernel" and "3x3" in skipped[0][1]
+    assert variants[1].den == [0.5] and variants[1].arm == "preconditioned"
+    assert [v.epochs(5) for v in variants[2:]] == [2, 2, 10, 10]
+    with pytest.raises(ValueError, match="unknown arm 'bigger'"):
+        arms.check(["bigger"], [])
+    with pytest.raises(ValueError, match="positive numbers"):
+        arms.check([], [0])
+
+
+def _run(overrides: list[str], run_dir):
+    from conftest import compose_train
+
+    from wconv.train import run
+
+    cfg = compose_train(overrides)
+    run(cfg, run_dir)
+    from wconv.tracking.records import read_json, read_jsonl
+
+    return read_json(run_dir / "result.json"), read_jsonl(run_dir / "evaluations.jsonl")
+
+
+def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_path, tiny):
+    base = [*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0,1]"]
+    first, evals = _run(base, tmp_path)
+    assert set(first["variants"]) == {"weighted", "standard"}
+    trained = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir()}
+    result, again = _run([*base, "final.arms=[preconditioned,smaller_kernel]", "final.budgets=[2]"], tmp_path)
+    assert again == evals  # the search is replayed, not trained again
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir() if p.name in trained} == trained
+    assert list(result["variants"]) == ["weighted", "standard", "preconditioned", "weighted@2x", "standard@2x"]
+    assert result["variants"]["weighted@2x"]["epochs"] == 2 * first["variants"]["weighted"]["epochs"]
+    assert set(result["paired"]) == {"weighted", "preconditioned", "weighted@2x"}
+    w, p = result["variants"]["weighted"]["seeds"], result["variants"]["preconditioned"]["seeds"]
+    for seed in w:  # SGD: the weighted training (float rounding apart, which a whole run at lr 0.1 amplifies)
+        assert p[seed]["loss"] == pytest.approx(w[seed]["loss"], rel=1e-2)
+
+
+def test_a_search_over_the_learning_rate_trains_the_standard_conv_at_the_best_point(tmp_path, tiny):
+    lr = "search.space=[{key:optim.lr,low:0.001,high:0.1,log:true}]"
+    result, evals = _run([*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0]", lr], tmp_path)
+    assert [r["den"] for r in evals][0] == pytest.approx([-2.0])  # the centre of [-3, -1]: lr 0.01
+    best = min(evals, key=lambda r: r["objective"])
+    assert result["density"] == "tuned" and result["best_den"] is None
+    assert result["best_point"]["optim.lr"] == pytest.approx(10 ** best["den"][0])
+    assert set(result["variants"]) == {"tuned", "standard"} and "tuned" in result["paired"]
+    assert len({r["objective"] for r in evals}) == 3  # the learning rate changed the trainings
