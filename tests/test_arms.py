@@ -95,6 +95,29 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
     for seed in w:  # SGD: the weighted training (float rounding apart, which a whole run at lr 0.1 amplifies)
         assert p[seed]["loss"] == pytest.approx(w[seed]["loss"], rel=1e-2)
 
+    import pandas as pd
+
+    from wconv.reporting.tables import write_tables
+
+    write_tables(tmp_path, tmp_path / "tables")
+    table = pd.read_csv(tmp_path / "tables" / "classification.csv", comment="#")
+    assert list(table["conv"]) == ["standard", "direct-L", "preconditioned"]  # budget rows have their own table
+    assert table["d_acc1_n"].iloc[1:].tolist() == [2, 2] and table["best"].notna().any()
+    budgets = pd.read_csv(tmp_path / "tables" / "budgets.csv", comment="#")
+    assert list(zip(budgets["conv"], budgets["budget"], strict=True)) == [
+        ("standard", 1.0),
+        ("direct-L", 1.0),
+        ("standard", 2.0),
+        ("direct-L", 2.0),
+    ]
+    diff = result["paired"]["weighted@2x"]["acc1"]["mean"]
+    assert budgets["d_mean"].iloc[3] == pytest.approx(diff) and budgets["epochs"].tolist() == [2, 2, 4, 4]
+
+    from wconv.reporting.figures import make_all
+
+    names = {p.name for p in make_all(tmp_path, None, tmp_path / "figures")}
+    assert {"controls.png", "gain_vs_budget.png"} <= names
+
 
 def test_a_search_over_the_learning_rate_trains_the_standard_conv_at_the_best_point(tmp_path, tiny):
     lr = "search.space=[{key:optim.lr,low:0.001,high:0.1,log:true}]"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from wconv import stats, tasks
-from wconv.reporting.collect import CONV_ORDER, Run, nan_if_none
+from wconv.arms import split_budget
+from wconv.reporting.collect import Run, conv_rank, nan_if_none
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -53,7 +54,8 @@ def table_entries(runs: list[Run], table: str) -> list[tuple[Run, str]]:
     groups: dict[tuple, list[tuple[Run, str]]] = {}
     for run in runs:
         for variant in run.result["variants"]:
-            groups.setdefault(_group(run), []).append((run, variant))
+            if split_budget(variant)[1] == 1:  # budget variants have a table of their own (``budgets``)
+                groups.setdefault(_group(run), []).append((run, variant))
     chosen = []
     for entries in groups.values():
         standard = [(r, v) for r, v in entries if v == "standard"]
@@ -61,7 +63,7 @@ def table_entries(runs: list[Run], table: str) -> list[tuple[Run, str]]:
         baseline = sorted(standard, key=lambda e: (-_ok_seeds(*e), e[0].key))[:1]
         chosen += dedicated or baseline
         chosen += [(r, v) for r, v in entries if v != "standard"]
-    return sorted(chosen, key=lambda e: (_group(e[0]), CONV_ORDER.index(e[0].conv(e[1])), e[0].key))
+    return sorted(chosen, key=lambda e: (_group(e[0]), conv_rank(e[0].conv(e[1])), e[0].key))
 
 
 def _group(run: Run) -> tuple:
@@ -122,6 +124,7 @@ def aggregate(runs: list[Run], table: str, reference: pd.DataFrame) -> pd.DataFr
             for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n")):
                 row[f"d_{key}_{part}"] = nan_if_none(diff.get(name))
         row["ms_per_step"] = 1e3 * nan_if_none(r["variants"][variant]["seconds_per_step"])
+        row["best"] = best_marks(entries, task.paper_metric).get((run.key, variant), "")
         row["run"], row["_group"] = run.key, _group(run)
         rows.append(row)
     frame = _with_overhead(pd.DataFrame(rows))
@@ -165,12 +168,45 @@ def paired_difference(run: Run, variant: str, base_run: Run, base_variant: str, 
     return stats.paired(diffs) if diffs else {}
 
 
+def lower_is_better(metric: str) -> bool:
+    return metric.split("@")[0] in ("loss", "error")
+
+
+def best_marks(entries: list[tuple[Run, str]], metric: str, alpha: float = 0.05) -> dict[tuple[str, str], str]:
+    """Per group of rows, ``best`` for the row with the best mean ``metric`` and ``≈ best (p=..)`` for each row
+    whose paired difference with it (same seeds) is not significant at ``alpha`` (or cannot be tested)."""
+    groups: dict[tuple, list[tuple[Run, str]]] = {}
+    for run, variant in entries:
+        groups.setdefault(_group(run), []).append((run, variant))
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    marks = {}
+    for rows in groups.values():
+        scored = [
+            (sign * _stat(run, v, metric)[0], run, v) for run, v in rows if not np.isnan(_stat(run, v, metric)[0])
+        ]
+        if len(scored) < 2:
+            continue
+        _, best_run, best_variant = max(scored, key=lambda t: t[0])
+        marks[(best_run.key, best_variant)] = "best"
+        for _, run, variant in scored:
+            if (run.key, variant) == (best_run.key, best_variant):
+                continue
+            diff = paired_difference(run, variant, best_run, best_variant, metric)
+            p = diff.get("p_value")
+            if p is None and diff.get("n", 0) >= 2 and diff.get("mean") == 0:
+                marks[(run.key, variant)] = "≈ best (equal)"
+            elif p is not None and p >= alpha:
+                marks[(run.key, variant)] = f"≈ best (p={p:.2g})"
+    return marks
+
+
 def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:
     """Records in, numbers out: one row per kernel size, hyperparameter setting and weighted convolution. The
     standard side is the run's own baseline (same seeds, same process), else a standard run of the same setting."""
     table, rows = "density_study", []
     entries = table_entries(runs, table)
     standard = {_group(run): (run, v) for run, v in entries if v == "standard"}
+    marks = best_marks(entries, "loss")
     for run, variant in entries:
         if variant == "standard":
             continue
@@ -193,6 +229,13 @@ def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:
                 "weighted_loss_mean": w_mean,
                 "weighted_loss_sem": w_sem,
                 "reduction_pct": 100 * (std_mean - w_mean) / std_mean,
+                **{
+                    f"d_loss_{part}": nan_if_none(diff.get(name))
+                    for diff in [paired_difference(run, variant, *base, "loss") if base else {}]
+                    for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n"))
+                },
+                "best": marks.get((run.key, variant), "")
+                or ("" if not base else {"best": "standard is best"}.get(marks.get((base[0].key, base[1]), ""), "")),
                 "den": den_text(run, variant),
                 "evals": r["search"]["evaluations"] if r.get("search") else pd.NA,
                 "seeds": _ok_seeds(run, variant),
@@ -230,3 +273,60 @@ def _ordered(frame: pd.DataFrame, paper_columns: list[str]) -> pd.DataFrame:
 def _paper_number(reference: pd.DataFrame, table: str, data: str, model: str, conv: str, metric: str) -> float:
     row = paper_value(reference, table, data, model, conv, metric)
     return float(row["value"]) if row is not None else float("nan")
+
+
+def budget_table(runs: list[Run]) -> pd.DataFrame:
+    """The gain against training length: for every run with ``final.budgets``, each of its convs at each budget
+    (1x: the run's own rows, the standard one from its group when the run has none), with the paired difference
+    against the standard conv at the same budget. The metric: the density study's loss, else the papers' one."""
+    rows = []
+    for run in runs:
+        budgets = sorted({split_budget(v)[1] for v in run.result["variants"]} - {1.0})
+        if not budgets:
+            continue
+        task = tasks.get(run.result["task"])
+        metric = "loss" if run.table == "density_study" else task.paper_metric
+        group_standard = next(
+            (
+                (r, v)
+                for r, v in table_entries([x for x in runs if _group(x) == _group(run)], run.table)
+                if v == "standard"
+            ),
+            None,
+        )
+        curved = {split_budget(v)[0] for v in run.result["variants"] if "@" in v} - {"standard"}
+        for scale in [1.0, *budgets]:
+            suffix = "" if scale == 1 else f"@{scale:g}x"
+            reference = (run, f"standard{suffix}") if f"standard{suffix}" in run.result["variants"] else None
+            if reference is None and scale == 1:
+                reference = group_standard
+            mine = [(run, f"{name}{suffix}") for name in sorted(curved) if f"{name}{suffix}" in run.result["variants"]]
+            entries = ([reference] if reference else []) + mine
+            for r, variant in entries:
+                info = r.result["variants"][variant]
+                mean, sem = _stat(r, variant, metric)
+                diff = (
+                    paired_difference(r, variant, *reference, metric) if reference and (r, variant) != reference else {}
+                )
+                rows.append(
+                    {
+                        "profile": run.result.get("profile") or "",
+                        "table": run.table,
+                        "model": run.result["model"],
+                        "data": run.result["data"],
+                        "kernel": int(run.result["kernel_size"]),
+                        "conv": r.conv(variant).partition(" @")[0],
+                        "budget": scale,
+                        "epochs": info.get("epochs", pd.NA),
+                        "metric": metric,
+                        "mean": mean,
+                        "sem": sem,
+                        **{
+                            f"d_{part}": nan_if_none(diff.get(name))
+                            for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n"))
+                        },
+                        "seeds": _ok_seeds(r, variant),
+                        "run": run.key,
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import torch
@@ -19,11 +20,27 @@ from matplotlib.figure import Figure
 
 from wconv import metrics, objectives, tasks
 from wconv.nn.density import get_family
-from wconv.reporting.aggregate import den_list, study_setting, table_entries
+from wconv.reporting.aggregate import (
+    budget_table,
+    den_list,
+    lower_is_better,
+    paired_difference,
+    study_setting,
+    table_entries,
+)
 from wconv.reporting.collect import CONV_ORDER, Run, find_runs
 
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 100}
-CONV_COLOURS = {"standard": "tab:gray", "direct-L": "tab:blue", "fixed": "tab:green", "learned": "tab:orange"}
+CONV_COLOURS = {
+    "standard": "tab:gray",
+    "direct-L": "tab:blue",
+    "fixed": "tab:green",
+    "learned": "tab:orange",
+    "preconditioned": "tab:purple",
+    "lr-tuned": "tab:red",
+    "tuned": "tab:red",
+    "standard k-2": "tab:brown",
+}
 MARKERS = "osD^v<>"  # hollow and distinct, so that equal densities of several runs stay visible
 
 
@@ -259,7 +276,7 @@ def training_curves(runs: list[Run]) -> Figure:
                 if seeds.empty:
                     continue
                 curve = pd.DataFrame({"mean": seeds.mean(axis=1), "sem": seeds.sem(axis=1).fillna(0.0)})
-                colour = CONV_COLOURS[conv]
+                colour = CONV_COLOURS.get(conv, "black")
                 ax.plot(
                     curve.index,
                     curve["mean"],
@@ -356,6 +373,91 @@ def _unless(present: object, reason: str) -> str | None:
     return None if present else reason
 
 
+def _metric_of(run: Run) -> str:
+    return "loss" if run.table == "density_study" else tasks.get(run.result["task"]).paper_metric
+
+
+def _control_groups(runs: list[Run]) -> dict[str, list[tuple[Run, str]]]:
+    """Table rows by model, data, kernel and setting, for groups with a standard row and some other row."""
+    groups: dict[str, list[tuple[Run, str]]] = {}
+    for table in sorted({r.table for r in runs}):
+        for run, variant in table_entries(runs, table):
+            setting = ", ".join(f"{k} {v:g}" for k, v in study_setting(run).items() if v is not None)
+            name = label(run) + (f" ({setting})" if table == "density_study" and setting else "")
+            groups.setdefault(name, []).append((run, variant))
+    return {k: v for k, v in groups.items() if any(var == "standard" for _, var in v) and len(v) > 1}
+
+
+def _controlled(runs: list[Run]) -> bool:
+    return any(
+        r.result.get("arms") or r.result.get("density") == "tuned" for r in runs if r.result.get("variants")
+    ) and bool(_control_groups(runs))
+
+
+@styled
+def controls(runs: list[Run]) -> Figure:
+    """The convs side by side: each row's paired difference with the standard conv of its group (same seeds),
+    mean ± standard error; better than standard to the right."""
+    groups = _control_groups(runs)
+    fig, axes = _grid(len(groups), max_cols=3, width=3.6, height=2.4)
+    for ax, (name, entries) in zip(axes, sorted(groups.items()), strict=True):
+        base = next((run, v) for run, v in entries if v == "standard")
+        metric = _metric_of(base[0])
+        sign = -1.0 if lower_is_better(metric) else 1.0
+        bars = []
+        for run, variant in entries:
+            if variant == "standard":
+                continue
+            diff = paired_difference(run, variant, *base, metric)
+            if diff:
+                bars.append((run.conv(variant), sign * diff["mean"], diff["sem"] or 0.0, diff.get("p_value")))
+        y = np.arange(len(bars))
+        ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], color=[CONV_COLOURS.get(b[0], "k") for b in bars])
+        ax.set_yticks(y, [b[0] + ("" if b[3] is None else f"\n(p={b[3]:.2g})") for b in bars])
+        ax.axvline(0, color="k", lw=0.8)
+        ax.invert_yaxis()
+        what = f"{'standard - conv' if sign < 0 else 'conv - standard'}, {metric}"
+        ax.set(title=name, xlabel=what)
+    fig.suptitle("Each conv vs standard\n(paired on seeds, mean ± s.e.; right is better)")
+    return fig
+
+
+@styled
+def gain_vs_budget(budgets: pd.DataFrame) -> Figure:
+    """The paired gain over the standard conv at each training budget, one panel per run."""
+    keys = list(dict.fromkeys(budgets["run"]))
+    fig, axes = _grid(len(keys), max_cols=3, width=3.4, height=2.6)
+    for ax, key in zip(axes, keys, strict=True):
+        rows = budgets[(budgets["run"] == key) & (budgets["conv"] != "standard")]
+        metric = rows["metric"].iloc[0]
+        sign = -1.0 if lower_is_better(metric) else 1.0
+        for conv, curve in rows.groupby("conv", sort=False):
+            curve = curve.sort_values("epochs")
+            ax.errorbar(
+                curve["epochs"].astype(float),
+                sign * curve["d_mean"],
+                yerr=curve["d_sem"].fillna(0.0),
+                marker="o",
+                capsize=3,
+                color=CONV_COLOURS.get(conv, "black"),
+                label=conv,
+            )
+        ax.axhline(0, color="k", lw=0.8)
+        epochs = sorted({int(e) for e in rows["epochs"]})
+        ax.set_xscale("log")
+        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        first = budgets[budgets["run"] == key].iloc[0]
+        ax.set(
+            xlabel="final training epochs",
+            ylabel=f"gain over standard ({metric})",
+            title=f"{first['model']} {first['data']} {first['kernel']}x{first['kernel']}",
+        )
+        ax.legend(loc="best")
+    fig.suptitle("Gain vs training length\n(paired on seeds, mean ± s.e.)")
+    return fig
+
+
 def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Path]:
     """Write every figure the records under ``runs_root`` (and the benchmark CSV) allow; skip the others, saying why."""
     runs = find_runs(runs_root)
@@ -387,7 +489,16 @@ def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Pat
             _unless(examples, "no denoising example recorded"),
         ),
     ]
-    for run in (r for r in runs if r.evaluations and r.result.get("search")):
+    budgets = budget_table(runs)
+    jobs += [
+        ("controls", functools.partial(controls, runs), _unless(_controlled(runs), "no run with a control arm")),
+        (
+            "gain_vs_budget",
+            functools.partial(gain_vs_budget, budgets),
+            _unless(not budgets.empty, "no run with final.budgets"),
+        ),
+    ]
+    for run in (r for r in runs if r.evaluations and r.result.get("search") and r.result["density"] != "tuned"):
         slug = run.key.replace("/", "-")
         jobs += [
             (f"search_trace-{slug}", functools.partial(search_trace, run), None),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from wconv import tasks
-from wconv.reporting.aggregate import aggregate, density_study, paper_value
+from wconv.reporting.aggregate import aggregate, budget_table, density_study, paper_value
 from wconv.reporting.collect import Run
 
 CPU_NOTE = (
@@ -22,7 +22,9 @@ SMOKE_NOTE = (
 CAPTIONS = {
     "classification": "Classification: test accuracy per model and convolution.",
     "denoising": "Denoising: test PSNR and SSIM per model and convolution, beside the noisy input's PSNR.",
-    "density_study": "Density study (P1): test loss of the standard and the weighted convolution per setting.",
+    "density_study": "Density study (P1): test loss of the standard convolution and of each other conv per setting.",
+    "budgets": "Gain against training length: each conv and the standard one trained again at m times the budget "
+    "(the density found once by the search), paired on the same seeds.",
 }
 FOOTNOTES = [
     "Metrics: mean ± standard error over the final seeds (no error with one seed).",
@@ -30,6 +32,11 @@ FOOTNOTES = [
     "error, with the paired t-test's p-value.",
     "overhead: median time per training step against the standard convolution of the same model, data and setting.",
     "den: the density found by DIRECT-L or fixed, outermost value first; ~: learned, mean over layers and seeds.",
+    "Controls: preconditioned = the standard conv started at weight*phi with per-tap step scaling (the weighted "
+    "training written as a standard conv); lr-tuned = the standard conv with its learning rate searched by DIRECT-L "
+    "(as many evaluations as the density search); standard k-2 = the standard conv with the next smaller kernel.",
+    "best: the row with the best mean of the papers' metric (the study: loss) in its group; ≈ best: its paired "
+    "difference with that row is not significant (p >= 0.05).",
 ]
 
 
@@ -48,7 +55,12 @@ class Table:
 
 def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     """The table named ``table`` from ``runs``, or None when no run belongs to it."""
-    frame = density_study(runs, reference) if table == "density_study" else aggregate(runs, table, reference)
+    if table == "budgets":
+        frame = budget_table(runs)
+    elif table == "density_study":
+        frame = density_study(runs, reference)
+    else:
+        frame = aggregate(runs, table, reference)
     if frame.empty:
         return None
     cited = reference[reference["table"] == table].drop_duplicates("paper")
@@ -57,7 +69,7 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     profiles = set(frame["profile"])
     smoke = bool(profiles - {"paper", "cpu"})
     note = SMOKE_NOTE if smoke else CPU_NOTE if "cpu" in profiles else ""
-    task = tasks.get(next(r.result["task"] for r in runs if r.table == table))
+    task = tasks.get(next(r.result["task"] for r in runs if r.table == table or table == "budgets"))
     return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke, note)
 
 
@@ -90,6 +102,8 @@ def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame, task: task
     """The formatted view of a table's numbers: one string per cell, blank where there is nothing to say."""
     if table == "density_study":
         return pd.DataFrame([_study_row(row, table, reference) for _, row in frame.iterrows()])
+    if table == "budgets":
+        return pd.DataFrame([_budget_row(row) for _, row in frame.iterrows()])
     return pd.DataFrame([_task_row(row, table, reference, task) for _, row in frame.iterrows()])
 
 
@@ -111,6 +125,7 @@ def _task_row(row: pd.Series, table: str, reference: pd.DataFrame, task: tasks.T
             if f"d_{key}_mean" in row:
                 out[f"Δ {title} vs standard"] = paired_text(row, f"d_{key}", metric.digits)
     paper_title = "paper " + next(m.label for m in task.metrics if m.key == task.paper_metric)
+    out["best"] = row.get("best", "")
     out["ms/step"] = "" if pd.isna(row["ms_per_step"]) else f"{row['ms_per_step']:.1f}"
     out["overhead (%)"] = _signed(row["overhead_pct"])
     out[paper_title] = _paper(reference, table, row, task.paper_metric)
@@ -143,12 +158,31 @@ def _study_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str,
         "depth": _plain(row["depth"]),
         "conv": row["conv"],
         "standard loss": mean_se(row["standard_loss_mean"], row["standard_loss_sem"], _decimals(row)),
-        "weighted loss": mean_se(row["weighted_loss_mean"], row["weighted_loss_sem"], _decimals(row)),
+        "loss": mean_se(row["weighted_loss_mean"], row["weighted_loss_sem"], _decimals(row)),
         "loss reduction (%)": _signed(row["reduction_pct"]),
+        "Δ loss vs standard": paired_text(row, "d_loss", _decimals(row)) if "d_loss_mean" in row else "",
+        "best": row.get("best", ""),
         "den": row["den"],
         "evals": _plain(row["evals"]),
         "seeds": _seeds(row),
         "overhead (%)": _signed(row["overhead_pct"]),
         "paper loss reduction (%)": _paper(reference, table, row, "reduction"),
         "paper overhead (%)": _paper(reference, table, row, "overhead"),
+    }
+
+
+def _budget_row(row: pd.Series) -> dict[str, str]:
+    decimals = 2 if row["metric"] != "loss" else max(4, 2 - math.floor(math.log10(abs(row["mean"]) or 1)))
+    return {
+        "table": row["table"],
+        "model": row["model"],
+        "data": row["data"],
+        "kernel": f"{row['kernel']}x{row['kernel']}",
+        "conv": row["conv"],
+        "budget": f"{row['budget']:g}x",
+        "epochs": _plain(row["epochs"]),
+        "metric": row["metric"],
+        "value": mean_se(row["mean"], row["sem"], decimals),
+        "Δ vs standard (same budget)": paired_text(row, "d", decimals),
+        "seeds": str(row["seeds"]),
     }

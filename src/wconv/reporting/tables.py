@@ -90,7 +90,10 @@ def write_tables(
         return []
     reference = load_reference(reference_csv)
     paths = []
-    for name in sorted({r.table for r in runs}):
+    names = {r.table for r in runs} | (
+        {"budgets"} if any("@" in v for r in runs for v in r.result["variants"]) else set()
+    )
+    for name in sorted(names):
         table = build(runs, name, reference)
         if table is None:
             print(f"table {name}: no row to write")
