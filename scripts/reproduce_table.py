@@ -54,7 +54,7 @@ def main() -> int:
             path = sweep.run_dir(job, root, cfg)
             epochs = sweep.epochs_of(cfg)
             total += epochs
-            state = "done   " if sweep.is_done(path) else "missing"
+            state = "done   " if sweep.is_done(path, cfg) else "missing"
             print(f"{state} {epochs:>6} epochs  {path}  {' '.join(job.overrides)}")
         print(f"{len(jobs)} runs, {total} training epochs in all")
         return 0

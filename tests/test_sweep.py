@@ -25,9 +25,11 @@ def test_matrix_covers_every_row_and_the_study():
         "resnet18_cifar100_direct_l",
         "dncnn_div2k_learned",
         "nafnet_div2k_direct_l",
-    } <= names and len(names) == 12
+        "vgg16_cifar100_lr_tuned",
+    } <= names and len(names) == 16
     study = sweep.study_jobs("paper")
-    assert len(study) == len(sweep.STUDY_KERNELS) * len(sweep.STUDY_SETTINGS)
+    assert len(study) == 2 * len(sweep.STUDY_KERNELS) * len(sweep.STUDY_SETTINGS)  # density and lr-tuned
+    assert sum("search.space=[{key:optim.lr,low:0.0001,high:0.01,log:true}]" in j.overrides for j in study) == 9
     assert all("data=photos" not in j.overrides for j in study)  # paper scale: DIV2K
     assert all("data=photos" in j.overrides for j in sweep.study_jobs("smoke"))
 

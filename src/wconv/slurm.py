@@ -62,23 +62,24 @@ def run_slurm(
 
     dirs, todo = [], []
     for i, job in enumerate(jobs, 1):
-        path = sweep.run_dir(job, Path(root), sweep.compose_job(job, extra))
+        cfg = sweep.compose_job(job, extra)
+        path = sweep.run_dir(job, Path(root), cfg)
         dirs.append(path)
-        if sweep.is_done(path):
+        if sweep.is_done(path, cfg):
             log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
         else:
-            todo.append((job, path))
+            todo.append((job, path, cfg))
     if not todo:
         log.info("every run is done: nothing to submit")
         return dirs
 
-    array = _submit(todo, extra, state_dir, sbatch_args)
-    tasks = {f"{array}_{i}": (job, path) for i, (job, path) in enumerate(todo)}
-    _wait(array, {task: job.name for task, (job, _) in tasks.items()}, deadline, poll_s)
+    array = _submit([(job, path) for job, path, _ in todo], extra, state_dir, sbatch_args)
+    tasks = {f"{array}_{i}": entry for i, entry in enumerate(todo)}
+    _wait(array, {task: job.name for task, (job, _, _) in tasks.items()}, deadline, poll_s)
 
     failed = []
-    for task, (job, path) in tasks.items():
-        if sweep.is_done(path):
+    for task, (job, path, cfg) in tasks.items():
+        if sweep.is_done(path, cfg):
             continue
         log_file = state_dir / f"{task}.out"
         tail = log_file.read_text(errors="replace").strip().splitlines()[-5:] if log_file.exists() else []

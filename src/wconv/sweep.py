@@ -22,7 +22,7 @@ log = logging.getLogger("wconv.sweep")
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TABLE_MODELS = [("vgg16", "cifar100"), ("resnet18", "cifar100"), ("dncnn", "div2k"), ("nafnet", "div2k")]
-CONVOLUTIONS = ("standard", "direct_l", "learned")
+CONVOLUTIONS = ("standard", "direct_l", "learned", "lr_tuned")  # lr_tuned: the control with the lr searched
 # P1's density study: kernel sizes x a small grid of the learning model's hyperparameters (lr, batch, depth).
 STUDY_KERNELS = (3, 5, 7)
 STUDY_SETTINGS = (
@@ -44,7 +44,7 @@ SCALE: dict[str, dict[str, list[str]]] = {
     "cpu": {
         "dncnn": ["data=train400", "model.depth=10", "model.width=0.5"],
         "nafnet": ["data=train400", "data.grey=true", "model.width=0.5", *ONE_BLOCK],  # the experiment is colour
-        "study": ["data=train400", "data.patches_per_epoch=1600"],
+        "study": ["data=train400", "data.patches_per_epoch=1600", "final.budgets=[0.25,0.5,2,4]"],
     },
 }
 STUDY_SETTINGS_OF = {"cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},)}
@@ -82,7 +82,8 @@ def table_jobs(profile: str) -> list[Job]:
 
 
 def study_jobs(profile: str) -> list[Job]:
-    """P1's density study: standard against DIRECT-L-optimal, per kernel size and hyperparameter setting."""
+    """P1's density study: standard against DIRECT-L-optimal (with the arms of the experiment file), and the
+    lr-tuned standard conv, per kernel size and hyperparameter setting."""
     jobs = []
     for k in STUDY_KERNELS:
         for s in STUDY_SETTINGS_OF.get(profile, STUDY_SETTINGS):
@@ -95,7 +96,11 @@ def study_jobs(profile: str) -> list[Job]:
                 f"model.depth={s['depth']}",
             ]
             overrides += SCALE.get(profile, {}).get("study", [])
-            jobs.append(Job(f"density_study_k{k}_lr{s['lr']:g}_b{s['batch']}_d{s['depth']}", tuple(overrides)))
+            setting = f"k{k}_lr{s['lr']:g}_b{s['batch']}_d{s['depth']}"
+            jobs.append(Job(f"density_study_{setting}", tuple(overrides)))
+            lr_space = f"search.space=[{{key:optim.lr,low:{s['lr'] / 10:g},high:{s['lr'] * 10:g},log:true}}]"
+            control = [lr_space, "final.baseline=false", "final.arms=[]", "final.budgets=[]"]
+            jobs.append(Job(f"density_study_lr_tuned_{setting}", (*overrides, *control)))
     return jobs
 
 
@@ -133,8 +138,11 @@ def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:
     return root / f"{job.name}-{run_fingerprint(cfg)}"
 
 
-def is_done(path: Path) -> bool:
-    return (path / "result.json").exists()
+def is_done(path: Path, cfg: DictConfig) -> bool:
+    """Whether the run in ``path`` has finished what ``cfg`` asks (its seeds, search budget, arms and budgets)."""
+    from wconv.train import finished
+
+    return finished(path, cfg) is not None
 
 
 def run_local(
@@ -152,7 +160,7 @@ def run_local(
         cfg = compose_job(job, extra)
         path = run_dir(job, root, cfg)
         dirs.append(path)
-        if is_done(path):
+        if is_done(path, cfg):
             log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
             continue
         log.info(f"[{i}/{len(jobs)}] {job.name} -> {path}")

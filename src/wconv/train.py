@@ -612,7 +612,7 @@ def log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _finished(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+def finished(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     """The recorded result if this run is complete for these seeds and this search budget (reads only)."""
     path = run_dir / "result.json"
     if not path.is_file():
@@ -638,7 +638,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> f
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"the run directory {run_dir} is a file: choose another hydra.run.dir")
     check_run_dir(run_dir, cfg)  # before anything is built or written
-    if (done := _finished(run_dir, cfg)) is not None:
+    if (done := finished(run_dir, cfg)) is not None:
         log.info(f"{run_dir}: finished already ({run_dir / 'result.json'})")
         return float(done["objective"])
     with ExitStack() as stack:
