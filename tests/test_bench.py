@@ -22,7 +22,7 @@ def test_bench_script_writes_ratios(tmp_path):
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out)
     assert set(frame["case"]) == {f"conv{k}x{k}_c{c}" for k in (3, 5, 7) for c in (16, 128)}
-    for column in ("train_ratio", "infer_ratio", "folded_ratio"):
+    for column in ("train_ratio", "preconditioned_ratio", "infer_ratio", "folded_ratio"):
         assert (frame[column] > 0).all()
 
 

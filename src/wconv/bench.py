@@ -44,20 +44,26 @@ def _infer(model: nn.Module, x: torch.Tensor) -> None:
 
 
 def time_case(case: Case, device: torch.device, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of a training step and of inference for standard, weighted and folded models."""
+    """Median seconds of a training step and of inference for standard, weighted and folded models, and of a
+    training step of the preconditioned standard model (the same SGD training as the weighted one, in one pass
+    over the weights: ``wconv.nn.precondition``)."""
+    from wconv.nn.precondition import precondition
+
     torch.manual_seed(0)
     standard = case.build().to(device)
     weighted = convert(standard, den=case.den)
     folded = fold(weighted).eval()
-    models = {"standard": standard, "weighted": weighted}
+    preconditioned, preconditioner = precondition(standard, case.den, "sgd")
+    models = {"standard": standard, "weighted": weighted, "preconditioned": preconditioned}
     opts = {k: torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9) for k, m in models.items()}
+    preconditioner.install([opts["preconditioned"]])
     x = case.input(device)
     times: dict[str, list[float]] = {f"{k}_{p}": [] for k in models for p in ("train", "infer")}
     times["folded_infer"] = []
     for i in range(warmup + repeats):
         for key, fn in [
             *[(f"{k}_train", (lambda k=k: _train_step(models[k].train(), opts[k], x))) for k in models],
-            *[(f"{k}_infer", (lambda k=k: _infer(models[k].eval(), x))) for k in models],
+            *[(f"{k}_infer", (lambda k=k: _infer(models[k].eval(), x))) for k in models if k != "preconditioned"],
             ("folded_infer", lambda: _infer(folded, x)),
         ]:
             _sync(device)
@@ -66,7 +72,7 @@ def time_case(case: Case, device: torch.device, repeats: int, warmup: int = 2) -
             _sync(device)
             if i >= warmup:
                 times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items() if v}
 
 
 def layer_cases(batch: int, size: int) -> list[Case]:
@@ -111,7 +117,10 @@ def model_cases(device: torch.device) -> list[Case]:
 def run(cases: list[Case], device: torch.device, repeats: int, log: Callable[[str], None] = print) -> list[dict]:
     """Time every case; return one row per case with the ratios weighted/standard and folded/standard."""
     rows = []
-    log(f"{'case':<16} {'train std':>10} {'train w/s':>10} {'infer std':>10} {'infer w/s':>10} {'fold/s':>8}")
+    log(
+        f"{'case':<16} {'train std':>10} {'train w/s':>10} {'pre/s':>7} {'infer std':>10} {'infer w/s':>10} "
+        f"{'fold/s':>8}"
+    )
     for case in cases:
         t = time_case(case, device, repeats)
         row = {
@@ -122,6 +131,8 @@ def run(cases: list[Case], device: torch.device, repeats: int, log: Callable[[st
             "train_standard_s": t["standard_train"],
             "train_weighted_s": t["weighted_train"],
             "train_ratio": t["weighted_train"] / t["standard_train"],
+            "train_preconditioned_s": t["preconditioned_train"],
+            "preconditioned_ratio": t["preconditioned_train"] / t["standard_train"],
             "infer_standard_s": t["standard_infer"],
             "infer_weighted_s": t["weighted_infer"],
             "infer_ratio": t["weighted_infer"] / t["standard_infer"],
@@ -131,6 +142,7 @@ def run(cases: list[Case], device: torch.device, repeats: int, log: Callable[[st
         rows.append(row)
         log(
             f"{case.name:<16} {row['train_standard_s'] * 1e3:>8.2f}ms {row['train_ratio']:>10.3f} "
+            f"{row['preconditioned_ratio']:>7.3f} "
             f"{row['infer_standard_s'] * 1e3:>8.2f}ms {row['infer_ratio']:>10.3f} {row['folded_ratio']:>8.3f}"
         )
     return rows
