@@ -81,7 +81,7 @@ def _run(overrides: list[str], run_dir):
 
 
 def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_path, tiny):
-    base = [*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0,1]"]
+    base = [*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0,1]", "train.epochs=1"]
     first, evals = _run(base, tmp_path)
     assert set(first["variants"]) == {"weighted", "standard"}
     trained = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir()}
@@ -111,7 +111,7 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
         ("direct-L", 2.0),
     ]
     diff = result["paired"]["weighted@2x"]["acc1"]["mean"]
-    assert budgets["d_mean"].iloc[3] == pytest.approx(diff) and budgets["epochs"].tolist() == [2, 2, 4, 4]
+    assert budgets["d_mean"].iloc[3] == pytest.approx(diff) and budgets["epochs"].tolist() == [1, 1, 2, 2]
 
     from wconv.reporting.figures import make_all
 
@@ -121,7 +121,8 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
 
 def test_a_search_over_the_learning_rate_trains_the_standard_conv_at_the_best_point(tmp_path, tiny):
     lr = "search.space=[{key:optim.lr,low:0.001,high:0.1,log:true}]"
-    result, evals = _run([*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0]", lr], tmp_path)
+    overrides = [*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0]", "train.epochs=1", lr]
+    result, evals = _run(overrides, tmp_path)
     assert [r["den"] for r in evals][0] == pytest.approx([-2.0])  # the centre of [-3, -1]: lr 0.01
     best = min(evals, key=lambda r: r["objective"])
     assert result["density"] == "tuned" and result["best_den"] is None
