@@ -29,3 +29,11 @@ def test_bench_script_writes_ratios(tmp_path):
 def test_epoch_timing_runs_the_real_loop():
     row = epoch_seconds("dncnn", "denoising", 51_200, 2, torch.device("cpu"), fraction=0.0)
     assert row["measured_examples"] == 6 and row["standard_epoch_s"] > 0 and row["ratio"] > 0
+
+
+def test_epoch_efficiency_runs_the_loop_at_the_experiments_cadence():
+    from wconv.bench import epoch_efficiency
+
+    row = epoch_efficiency("vgg16", torch.device("cpu"), epochs=2, width=0.125)
+    assert row["val_every"] == 2  # configs/experiment/vgg16_cifar100_standard.yaml
+    assert row["whole_s"] > row["steps_s"] > 0  # whole epochs hold the training steps and more

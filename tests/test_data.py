@@ -281,6 +281,9 @@ def test_div2k_eval_is_whole_images_with_fixed_noise(div2k_root):
     assert abs((first[0][0] - first[0][1]).std().item() - SIGMA) < 0.05 * SIGMA
     cropped = _div2k(div2k_root, eval_max_size=32, grey=False)
     assert cropped.in_channels == 3 and next(cropped.eval_batches("val", 4, "cpu"))[0].shape == (2, 3, 32, 32)
+    val_only = _div2k(div2k_root, val_max_size=32)  # the per-epoch validation bounded, the test images whole
+    assert next(val_only.eval_batches("val", 4, "cpu"))[0].shape[-2:] == (32, 32)
+    assert [n.shape for n, _ in val_only.eval_batches("test", 2, "cpu")] == [(2, 1, 48, 64), (1, 1, 48, 64)]
 
 
 def test_image_folder_formats_and_sizes(tmp_path):

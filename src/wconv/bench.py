@@ -216,9 +216,25 @@ def epoch_seconds(name: str, task: str, examples: int, batch: int, device: torch
 
 # (model, data shape): VGG16 on CIFAR shapes with CIFAR's train/validation proportion (45k/5k), reduced; DnCNN on
 # 40x40 patches with a validation set of whole images (DIV2K grey: 51,200 patches per epoch, 80 2K images).
+# The paper experiments' proportions, scaled down: CIFAR-100 45k train / 5k validation images; DIV2K DnCNN 51,200
+# crops of 40x40 per epoch / 80 validation images cropped to 512x512 (a quarter of the training pixels). The
+# validation cadence is the experiment file's (``train.val_every``).
 EFFICIENCY_CASES = {
-    "vgg16": {"task": "classification", "train": 2048, "val": 228, "batch": 128},
-    "dncnn": {"task": "denoising", "train": 2048, "val_images": 2, "val_size": 512, "batch": 64},
+    "vgg16": {
+        "task": "classification",
+        "train": 2048,
+        "val": 228,
+        "batch": 128,
+        "experiment": "vgg16_cifar100_standard",
+    },
+    "dncnn": {
+        "task": "denoising",
+        "train": 1024,
+        "val_images": 1,
+        "val_size": 640,
+        "batch": 64,
+        "experiment": "dncnn_div2k_standard",
+    },
 }
 
 
@@ -248,7 +264,7 @@ def efficiency_data(case: dict) -> object:
     return DenoisingData(images, names, patch_size=40, patches_per_epoch=case["train"])
 
 
-def epoch_efficiency(name: str, device: torch.device, epochs: int = 3, width: float = 1.0) -> dict:
+def epoch_efficiency(name: str, device: torch.device, epochs: int = 4, width: float = 1.0) -> dict:
     """Whole epochs as the training loop runs them (validation, the default checkpoint cadence, logging) over the
     training steps alone, both from one run of ``wconv.training.train``: the share of an epoch that is not
     compute."""
@@ -257,10 +273,12 @@ def epoch_efficiency(name: str, device: torch.device, epochs: int = 3, width: fl
     from pathlib import Path
 
     from wconv.models import create
+    from wconv.sweep import Job, compose_job
     from wconv.tracking.progress import EpochLog
     from wconv.training import LoopOptions, OptimConfig, train
 
     case = EFFICIENCY_CASES[name]
+    val_every = int(compose_job(Job(name, (f"experiment={case['experiment']}",))).train.val_every)
     data = efficiency_data(case)
     torch.manual_seed(0)
     model = create(name, width=width, **data.task.model_options(data))
@@ -282,8 +300,15 @@ def epoch_efficiency(name: str, device: torch.device, epochs: int = 3, width: fl
             checkpoint=Path(tmp) / "ckpt.pt",
             on_epoch=lambda epoch, row: log(row),
             progress=False,
-            loop=LoopOptions(),
+            loop=LoopOptions(val_every=val_every),
         )
         whole = time.perf_counter() - start
     steps = sum(r["seconds"] for r in res.history)
-    return {"case": name, "epochs": epochs, "whole_s": whole, "steps_s": steps, "efficiency_ratio": whole / steps}
+    return {
+        "case": name,
+        "epochs": epochs,
+        "val_every": val_every,
+        "whole_s": whole,
+        "steps_s": steps,
+        "efficiency_ratio": whole / steps,
+    }

@@ -27,8 +27,8 @@ class DenoisingData(TaskData):
     training image drawn uniformly at random, at a uniform random position, with a random flip/rotation if
     ``augment``, and fresh noise per batch. Crop positions come from a CPU generator and the flips and noise from a
     generator on the device, both seeded by (seed, epoch). Evaluation: whole images (centre-cropped to
-    ``eval_max_size`` if given), consecutive images of equal size batched together (at most EVAL_BATCH_PIXELS
-    pixels a batch), with noise drawn on the CPU from
+    ``eval_max_size`` if given, the validation images to ``val_max_size`` if given), consecutive images of equal
+    size batched together (at most EVAL_BATCH_PIXELS pixels a batch), with noise drawn on the CPU from
     a generator seeded by (split, image index): identical on every call, batch size and device; drawn once per
     device and kept. ``groups`` names consecutive parts of an evaluation split (e.g. the test sets Set12 and BSD68
     in one test split), as ``{split: [(name, count), ...]}``: metrics are then reported per part as well.
@@ -46,14 +46,16 @@ class DenoisingData(TaskData):
         patches_per_epoch: int | None = None,
         augment: bool = True,
         eval_max_size: int | None = None,
+        val_max_size: int | None = None,
         groups: dict[str, list[tuple[str, int]]] | None = None,
     ) -> None:
         for name, image in zip(names["train"], images["train"], strict=True):
             if min(image.shape[-2:]) < patch_size:
                 size = "x".join(map(str, image.shape[-2:]))
                 raise DataError(f"training image {name} is {size}, smaller than patch_size {patch_size}")
+        crop = {"train": None, "val": val_max_size or eval_max_size}  # validation only: a bounded per-epoch cost
         self._images = {
-            split: split_images if split == "train" else [centre_crop(image, eval_max_size) for image in split_images]
+            split: [centre_crop(image, crop.get(split, eval_max_size)) for image in split_images]
             for split, split_images in images.items()
         }
         self.image_names = names

@@ -84,6 +84,7 @@ def build_div2k(
     patches_per_epoch: int | None = None,
     grey: bool = True,
     eval_max_size: int | None = None,
+    val_max_size: int | None = None,
 ) -> DenoisingData:
     """DIV2K denoising: training on DIV2K_train_HR less a ``val_fraction`` held out (by ``split_seed``) for
     validation, testing on DIV2K_valid_HR (DIV2K's official test HR images are not public), so the density search
@@ -110,4 +111,5 @@ def build_div2k(
         patches_per_epoch=patches_per_epoch,
         grey=grey,
         eval_max_size=eval_max_size,
+        val_max_size=val_max_size,
     )

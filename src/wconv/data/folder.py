@@ -25,6 +25,7 @@ def build_image_folder(
     patches_per_epoch: int | None = None,
     grey: bool = True,
     eval_max_size: int | None = None,
+    val_max_size: int | None = None,
 ) -> DenoisingData:
     """Denoising data from image files: training images from ``folder``; validation images from ``val_folder``, or
     when it is None a ``val_fraction`` of ``folder`` held out by ``split_seed``; test images from ``test_folder``
@@ -49,5 +50,6 @@ def build_image_folder(
         patches_per_epoch=patches_per_epoch,
         augment=augment,
         eval_max_size=eval_max_size,
+        val_max_size=val_max_size,
         groups=groups,
     )

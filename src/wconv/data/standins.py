@@ -66,6 +66,7 @@ def build_photos(
     patches_per_epoch: int | None = None,
     grey: bool = True,
     eval_max_size: int | None = None,
+    val_max_size: int | None = None,
 ) -> DenoisingData:
     """Denoising on scikit-image's photographs, split by name (``PHOTO_SPLITS``), grey by default (PIL's luma, as
     for image files). Options as in ``build_image_folder``."""
@@ -83,4 +84,5 @@ def build_photos(
         patches_per_epoch=patches_per_epoch,
         augment=augment,
         eval_max_size=eval_max_size,
+        val_max_size=val_max_size,
     )

@@ -30,6 +30,7 @@ def build_train400(
     patches_per_epoch: int | None = None,
     grey: bool = True,
     eval_max_size: int | None = None,
+    val_max_size: int | None = None,
 ) -> DenoisingData:
     """Train400 less a ``val_fraction`` held out by ``split_seed`` for validation (the search never sees a test
     image); ``test_sets`` (whole images) form the test split, each reported apart. Other options as in
@@ -54,4 +55,5 @@ def build_train400(
         patches_per_epoch=patches_per_epoch,
         grey=grey,
         eval_max_size=eval_max_size,
+        val_max_size=val_max_size,
     )

@@ -40,6 +40,7 @@ NEUTRAL = {
     "train.precision": "bf16",  # bf16 autocast on CUDA (fp32 on the CPU)
     "train.compile": False,
     "search.space": None,  # the density
+    "data.val_max_size": None,  # whole validation images
 }
 
 
