@@ -13,7 +13,8 @@ from wconv.reporting.collect import Run
 
 CPU_NOTE = (
     "CPU PROFILE: real data (Train400 -> Set12, BSD68, sigma 25) and real but small models and budgets (500 steps "
-    "per training): an answer at this scale, not the papers' scale."
+    "per training): an answer at this scale, not the papers' scale. ms/step and overhead compare runs made at "
+    "different times on a shared machine: the overhead is measured by make bench."
 )
 SMOKE_NOTE = (
     "SMOKE PROFILE: NOT comparable with the papers (tiny models, stand-in data, a few epochs); "
