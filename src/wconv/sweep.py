@@ -44,7 +44,7 @@ SCALE: dict[str, dict[str, list[str]]] = {
     "cpu": {
         "dncnn": ["data=train400", "model.depth=10", "model.width=0.5"],
         "nafnet": ["data=train400", "data.grey=true", "model.width=0.5", *ONE_BLOCK],  # the experiment is colour
-        "study": ["data=train400", "data.patches_per_epoch=1600", "final.budgets=[0.25,0.5,2]"],
+        "study": ["data=train400", "data.patches_per_epoch=1600", "final.budgets=[0.25,0.5,2,4]"],
     },
 }
 STUDY_SETTINGS_OF = {"cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},)}
