@@ -295,7 +295,7 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
             None,
         )
         curved = {split_budget(v)[0] for v in run.result["variants"] if "@" in v} - {"standard"}
-        for scale in [1.0, *budgets]:
+        for scale in sorted([1.0, *budgets]):
             suffix = "" if scale == 1 else f"@{scale:g}x"
             reference = (run, f"standard{suffix}") if f"standard{suffix}" in run.result["variants"] else None
             if reference is None and scale == 1:
