@@ -382,9 +382,7 @@ def _control_groups(runs: list[Run]) -> dict[str, list[tuple[Run, str]]]:
     groups: dict[str, list[tuple[Run, str]]] = {}
     for table in sorted({r.table for r in runs}):
         for run, variant in table_entries(runs, table):
-            setting = ", ".join(f"{k} {v:g}" for k, v in study_setting(run).items() if v is not None)
-            name = label(run) + (f" ({setting})" if table == "density_study" and setting else "")
-            groups.setdefault(name, []).append((run, variant))
+            groups.setdefault(label(run).replace(", lr", "\nlr"), []).append((run, variant))
     return {k: v for k, v in groups.items() if any(var == "standard" for _, var in v) and len(v) > 1}
 
 
