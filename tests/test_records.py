@@ -57,7 +57,7 @@ def test_neutral_keys_keep_old_fingerprints_and_other_values_change_them():
 
     from wconv.tracking.identity import NEUTRAL, run_fingerprint
 
-    old = {"train": {"epochs": 3}, "search": {"name": "direct_l"}, "seed": 0}  # before train.val_every existed
+    old = {"train": {"epochs": 3}, "search": {"name": "direct_l"}, "data": {"name": "x"}, "seed": 0}  # pre val_every
     new = OmegaConf.create(old)
     for key, value in NEUTRAL.items():
         OmegaConf.update(new, key, value, force_add=True)

@@ -47,7 +47,10 @@ SCALE: dict[str, dict[str, list[str]]] = {
         "study": ["data=train400", "data.patches_per_epoch=1600", "final.budgets=[0.25,0.5,2,4]"],
     },
 }
-STUDY_SETTINGS_OF = {"cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},)}
+STUDY_SETTINGS_OF = {  # one setting below the paper profile: the smoke matrix stays a few minutes
+    "smoke": ({"lr": 1e-3, "batch": 32, "depth": 5},),
+    "cpu": ({"lr": 1e-3, "batch": 16, "depth": 5},),
+}
 
 
 def runs_root(profile: str) -> Path:
