@@ -386,6 +386,7 @@ def run_search(runner: Runner) -> dict[str, Any]:
     bar = tqdm(total=int(cfg.search.max_evals), desc="DIRECT-L", disable=None if runner.progress else True)
 
     best_so_far = [math.inf]
+    dims = space.parse(cfg)  # None: the density
     checkpoints = runner.run_dir / "checkpoints"
 
     def evaluate(index: int, den: list[float]) -> Evaluation:
@@ -405,7 +406,6 @@ def run_search(runner: Runner) -> dict[str, Any]:
             return
         if row["status"] == "ok":
             best_so_far[0] = min(best_so_far[0], row["objective"])
-        dims = space.parse(cfg)
         point = (
             space.describe(space.values(dims, row["den"]))
             if dims

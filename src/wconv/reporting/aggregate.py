@@ -181,9 +181,8 @@ def best_marks(entries: list[tuple[Run, str]], metric: str, alpha: float = 0.05)
     sign = -1.0 if lower_is_better(metric) else 1.0
     marks = {}
     for rows in groups.values():
-        scored = [
-            (sign * _stat(run, v, metric)[0], run, v) for run, v in rows if not np.isnan(_stat(run, v, metric)[0])
-        ]
+        means = [(_stat(run, v, metric)[0], run, v) for run, v in rows]
+        scored = [(sign * mean, run, v) for mean, run, v in means if not np.isnan(mean)]
         if len(scored) < 2:
             continue
         _, best_run, best_variant = max(scored, key=lambda t: t[0])
@@ -235,7 +234,7 @@ def density_study(runs: list[Run], reference: pd.DataFrame) -> pd.DataFrame:
                     for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n"))
                 },
                 "best": marks.get((run.key, variant), "")
-                or ("" if not base else {"best": "standard is best"}.get(marks.get((base[0].key, base[1]), ""), "")),
+                or ("standard is best" if base and marks.get((base[0].key, base[1])) == "best" else ""),
                 "den": den_text(run, variant),
                 "evals": r["search"]["evaluations"] if r.get("search") else pd.NA,
                 "seeds": _ok_seeds(run, variant),
