@@ -119,6 +119,17 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
     assert {"controls.png", "gain_vs_budget.png"} <= names
 
 
+def test_with_a_flat_density_every_variant_of_a_seed_is_the_standard_training(tmp_path, tiny):
+    # phi = 1: the weighted and preconditioned trainings are the standard one exactly, dropout masks included
+    # (VGG's head): they are drawn from (seed, epoch), not from what building each variant's model drew before.
+    arm = ["density=fixed", "density.den=[1.0]", "final.arms=[preconditioned]", "final.baseline=true"]
+    result, _ = _run([*tiny, *arm, "final.seeds=[0,1]", "train.epochs=1", "optim.lr=0.05"], tmp_path)
+    seeds = {name: v["seeds"] for name, v in result["variants"].items()}
+    assert set(seeds) == {"weighted", "standard", "preconditioned"}
+    assert seeds["weighted"]["0"] != seeds["weighted"]["1"]
+    assert seeds["weighted"] == seeds["standard"] == seeds["preconditioned"]
+
+
 def test_a_search_over_the_learning_rate_trains_the_standard_conv_at_the_best_point(tmp_path, tiny):
     lr = "search.space=[{key:optim.lr,low:0.001,high:0.1,log:true}]"
     overrides = [*tiny, "search=direct_l", "search.max_evals=3", "final.seeds=[0]", "train.epochs=1", lr]

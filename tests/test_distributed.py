@@ -30,11 +30,15 @@ def test_a_single_process_is_left_alone():
     assert distributed.from_main(lambda: 7) == 7
     model = nn.Linear(2, 2)
     assert distributed.wrap(model, torch.device("cpu")) is model
-    state = torch.get_rng_state()
-    distributed.seed_epoch(0, 1)
     distributed.check_same([1.0], "anything")
     distributed.barrier()
-    assert torch.equal(torch.get_rng_state(), state)  # the single-process RNG stream is untouched
+    distributed.seed_epoch(0, 1)
+    state = torch.get_rng_state()
+    torch.rand(10)  # whatever was drawn before, an epoch's dropout stream depends on (seed, epoch) only
+    distributed.seed_epoch(0, 1)
+    assert torch.equal(torch.get_rng_state(), state)
+    distributed.seed_epoch(0, 2)
+    assert not torch.equal(torch.get_rng_state(), state)
 
 
 def _tiny_data() -> ClassificationData:

@@ -159,7 +159,7 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
-    """Distributed only: seed the global RNG (dropout) from (seed, epoch, rank), so that the ranks draw different
-    masks for their slices and a resumed epoch draws the same ones again."""
-    if is_distributed():
-        torch.manual_seed(derive_seed(seed, epoch, "rank", rank()))
+    """Seed the global RNG (dropout) from (seed, epoch, rank): the variants of a seed draw the same masks whatever
+    building their models drew before (a paired comparison), the ranks draw different masks for their slices, and
+    a resumed epoch draws the same ones again."""
+    torch.manual_seed(derive_seed(seed, epoch, "rank", rank()))
