@@ -188,13 +188,18 @@ TASKS = [(0, [0.6]), (1, [0.7]), (2, [0.9])]
 
 
 @pytest.mark.timeout(240)
-def test_local_workers_train_side_by_side_each_set_up_once(tmp_path):
-    workers = LocalWorkers(FakeTraining(tmp_path, seconds=2.0), 2)
+@pytest.mark.parametrize("fork", [False, True])
+def test_local_workers_train_side_by_side_each_set_up_once(tmp_path, fork):
+    workers = LocalWorkers(FakeTraining(tmp_path, seconds=2.0), 2, fork=fork)
+    assert workers.method == ("fork" if fork and cores() // 2 == 1 else "spawn")  # fork: one thread per worker only
     try:
+        centre = {index: result.metrics for index, result, _ in workers([(3, [1.0])])}  # a round of one point
+        assert len(list(tmp_path.glob("setup-*"))) == 2  # yet both workers were set up before it began
         first = {index: result.metrics for index, result, _ in workers(TASKS[:2])}
         second = {index: result.metrics for index, result, _ in workers(TASKS[2:])}  # the same pool
     finally:
         workers.close()
+    assert centre[3]["pid"] in {m["pid"] for m in (first[0], first[1])}
     a, b = first[0], first[1]
     assert {a["slot"], b["slot"]} == {0, 1}  # one slot (GPU) each
     assert a["start"] < b["end"] and b["start"] < a["end"]  # side by side
