@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -183,9 +182,7 @@ def test_non_finite_strings_become_floats():
 
 
 def test_figures_from_records_only(tmp_path):
-    start = time.perf_counter()
     paths = make_all(RECORDS, BENCH, tmp_path)
-    assert time.perf_counter() - start < 30
     stems = {p.stem for p in paths}
     assert {"density_profiles", "phi_heatmaps", "training_curves", "overhead", "denoising_examples"} <= stems
     assert {

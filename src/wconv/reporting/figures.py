@@ -270,17 +270,19 @@ def training_curves(runs: list[Run]) -> Figure:
         metric, metric_label = tasks.get(task).curve
         for row, (key, ylabel) in enumerate([("val_loss", "validation loss (log scale)"), (metric, metric_label)]):
             ax = axes[row, col]
-            for run, variant in entries:
+            for i, (run, variant) in enumerate(entries):
                 conv = run.conv(variant)
                 seeds = _curves(run, variant, key)
                 if seeds.empty:
                     continue
                 curve = pd.DataFrame({"mean": seeds.mean(axis=1), "sem": seeds.sem(axis=1).fillna(0.0)})
                 colour = CONV_COLOURS.get(conv, "black")
-                ax.plot(
+                ax.plot(  # each later line thinner, with its own hollow marker: equal trainings stay visible
                     curve.index,
                     curve["mean"],
-                    marker=".",
+                    marker=MARKERS[i % len(MARKERS)],
+                    mfc="none",
+                    lw=max(0.8, 2.6 - 0.45 * i),
                     color=colour,
                     label=f"{conv} (n={seeds.shape[1]})",
                 )
