@@ -69,7 +69,7 @@ def main() -> None:
                     launcher = ["search.launcher=submitit", "search.submitit.cluster=slurm"]
                     launcher += [
                         "search.submitit.gpus_per_node=0",
-                        f"search.submitit.cpus_per_task={cores() // workers}",
+                        f"search.submitit.cpus_per_task={max(1, cores() // workers)}",
                     ]
                     launcher += ["search.submitit.mem_gb=2", "search.submitit.timeout_min=30"]
                 overrides = [*base, *launcher, *args.overrides, f"search.workers={workers}"]
