@@ -54,6 +54,112 @@ def test_preconditioned_standard_conv_trains_as_the_weighted_one(optimizer, chan
     assert not torch.allclose(other[0].weight, fold(weighted)[0].weight, atol=1e-4)
 
 
+def _conv_net() -> nn.Module:
+    """Convs without bias only: every parameter is a weighted conv's, so a learning rate on the whole model is the
+    lr_matched arm's scale on the weighted convs."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(6, 1, 3, padding=1, bias=False)
+    )
+
+
+class _Reparameterised(nn.Module):
+    """``conv(x, W * psi)`` for any positive per-tap ``psi`` (centre not 1): a reference written out by hand."""
+
+    def __init__(self, net: nn.Module, psi: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.psi = net, psi
+        with torch.no_grad():  # W = V / psi: the same function as the standard net at the start
+            for m in self._convs():
+                m.weight.div_(psi)
+
+    def _convs(self) -> list[nn.Conv2d]:
+        return [m for m in self.net if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self.net:
+            conv = m in self._convs()
+            x = nn.functional.conv2d(x, m.weight * self.psi, m.bias, padding=1) if conv else m(x)
+        return x
+
+    def folded(self) -> list[torch.Tensor]:
+        return [m.weight * self.psi if m in self._convs() else m.weight for m in self.net if hasattr(m, "weight")]
+
+
+SGD = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-3, "warmup_epochs": 0}
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _arm(name: str, den, optimizer: str, net=_net) -> tuple[nn.Module, object]:
+    return arms.ARMS[name].build(net, den, optimizer)
+
+
+def test_init_only_is_the_standard_training_from_weight_times_phi_and_with_phi_one_the_standard_one():
+    optim, den = OptimConfig.load("sgd", **SGD), [0.4]
+    model, prepare = _arm("init_only", den, "sgd")
+    assert prepare is not None
+    reference = fold(convert(_net(), den))  # the weighted start, then plain standard steps
+    for got, want in zip(_weights(_train(model, optim, prepare)), _weights(_train(reference, optim)), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    flat, prepare = _arm("init_only", [1.0], "sgd")
+    for got, want in zip(_weights(_train(flat, optim, prepare)), _weights(_train(_net(), optim)), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_init_only_and_step_only_together_are_the_preconditioned_arm(optimizer):
+    optim, den = OptimConfig.load(optimizer, **(SGD if optimizer == "sgd" else {"lr": 3e-3})), [0.4]
+    init, _ = _arm("init_only", den, optimizer)
+    _, step_only = precondition(init, den, optimizer, start=False)  # step_only's scaling on init_only's model
+    combined = _train(init, optim, step_only.install)
+    pre_model, pre = _arm("preconditioned", den, optimizer)
+    for got, want in zip(_weights(combined), _weights(_train(pre_model, optim, pre)), strict=True):
+        torch.testing.assert_close(got, want, rtol=2e-6, atol=2e-6)
+
+
+def test_step_only_under_sgd_is_the_weighted_conv_started_at_the_standard_weights():
+    optim, den = OptimConfig.load("sgd", **SGD), [0.4]
+    phi = convert(_net(), den)[0].phi
+    model, prepare = _arm("step_only", den, "sgd")
+    reference = _Reparameterised(_net(), phi)
+    got, want = _weights(_train(model, optim, prepare)), _train(reference, optim).folded()
+    assert (got[0] - _weights(_net())[0]).abs().max() > 1e-3  # it trained
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=2e-6, atol=2e-6)
+
+
+def test_sgs_under_sgd_is_the_step_shape_of_mean_one_and_lr_matched_its_size():
+    optim, den = OptimConfig.load("sgd", **SGD), [0.4]
+    phi = convert(_net(), den)[0].phi
+    mean_sq = float((phi**2).mean())
+    assert mean_sq == pytest.approx(((2 * 0.4**2 + 1) / 3) ** 2)  # mean(phi^2) = mean(alfa^2)^2
+    # sgs: a conv reparameterised by psi = phi / sqrt(mean(phi^2)) steps each tap by psi^2 = phi^2 / mean(phi^2)
+    model, prepare = _arm("sgs", den, "sgd")
+    reference = _Reparameterised(_net(), phi / mean_sq**0.5)
+    for g, w in zip(_weights(_train(model, optim, prepare)), _train(reference, optim).folded(), strict=True):
+        torch.testing.assert_close(g, w, rtol=2e-6, atol=2e-6)
+    # lr_matched: on a net of weighted convs alone, the standard training at lr * mean(phi^2)
+    model, prepare = _arm("lr_matched", den, "sgd", net=_conv_net)
+    slower = OptimConfig.load(
+        "sgd", **{**SGD, "lr": SGD["lr"] * mean_sq, "weight_decay": SGD["weight_decay"] / mean_sq}
+    )
+    got, want = _weights(_train(model, optim, prepare)), _weights(_train(_conv_net(), slower))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=2e-6, atol=2e-6)
+
+
+def test_the_sgs_scale_has_mean_one_and_lr_matched_the_mean_scale_under_adam():
+    from wconv.nn.precondition import step_scale
+
+    phi = convert(_net(), [0.4])[0].phi
+    shape, size = step_scale(phi, "adam", "shape"), step_scale(phi, "adam", "size")
+    assert float(shape.mean()) == pytest.approx(1.0) and torch.allclose(shape * size, phi)
+    assert torch.allclose(step_scale(phi, "sgd", "shape") * step_scale(phi, "sgd", "size"), phi**2)
+
+
 def test_plan_adds_arms_and_budgets_and_skips_what_does_not_apply():
     own = [arms.Variant("weighted", "final", [0.5])]
     variants, skipped = arms.plan(own, ["preconditioned", "smaller_kernel"], [0.5, 1, 2], kernel_size=3)

@@ -28,7 +28,12 @@ def test_matrix_covers_every_row_and_the_study():
         "vgg16_cifar100_lr_tuned",
     } <= names and len(names) == 16
     study = sweep.study_jobs("paper")
-    assert len(study) == 2 * len(sweep.STUDY_KERNELS) * len(sweep.STUDY_SETTINGS)  # density and lr-tuned
+    kernels = len(sweep.STUDY_KERNELS)  # density and lr-tuned per setting; families and a short search once
+    assert len(study) == kernels * (2 * len(sweep.STUDY_SETTINGS) + len(sweep.STUDY_FAMILIES) + 1)
+    families = [j for j in study if any(o.startswith("density.family=") for o in j.overrides)]
+    assert len(families) == kernels * len(sweep.STUDY_FAMILIES)
+    short = [sweep.compose_job(j) for j in study if "short_search" in j.name]
+    assert [(c.train.epochs, c.final.epochs) for c in short] == [(5, 20)] * kernels  # a quarter of the training
     assert sum("search.space=[{key:optim.lr,low:0.0001,high:0.01,log:true}]" in j.overrides for j in study) == 9
     assert all("data=photos" not in j.overrides for j in study)  # paper scale: DIV2K
     assert all("data=photos" in j.overrides for j in sweep.study_jobs("smoke"))

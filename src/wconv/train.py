@@ -9,6 +9,7 @@ run data-parallel (``wconv.distributed``): every rank runs this same flow, rank 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -32,7 +33,6 @@ from wconv import arms, distributed, models, objectives, parallel, space, stats
 from wconv import data as wdata
 from wconv.arms import Variant
 from wconv.nn.density import FAMILIES, get_family, parse_den
-from wconv.nn.precondition import precondition
 from wconv.search import Evaluation, check_bounds, direct_l, direct_l_batched
 from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir, conv_of, run_fingerprint
 from wconv.tracking.lock import RunLock, RunLocked
@@ -225,14 +225,13 @@ class Runner:
         """The model and what ``train`` calls with its optimisers (an arm's step scaling, or None)."""
         options = {k: v for k, v in OmegaConf.to_container(self.cfg.model, resolve=True).items() if k != "name"}
         options.update(self.data.task.model_options(self.data))
-        if arm == "smaller_kernel":
-            options["kernel_size"] = int(options.get("kernel_size", 3)) - 2
         density = {"skip_depthwise": bool(self.cfg.density.skip_depthwise), "family": self.cfg.density.family}
         torch.manual_seed(seed)
-        if arm == "preconditioned":  # the standard model, then phi folded into its start and its steps
-            model = models.create(self.cfg.model.name, **density, **options)
-            model, preconditioner = precondition(model, den, self.optim.name, **density)
-            return model, preconditioner.install
+        if arm is not None:  # a control: the standard model, changed as the arm says (wconv.arms)
+            control = arms.ARMS[arm]
+            options["kernel_size"] = int(options.get("kernel_size", 3)) + control.kernel_change
+            create = functools.partial(models.create, self.cfg.model.name, **density, **options)
+            return control.build(create, den, self.optim.name, **density)
         return models.create(self.cfg.model.name, den=den, learn_den=learn_den, **density, **options), None
 
     def changed(self, changes: dict[str, Any]) -> Runner:

@@ -77,8 +77,96 @@ class Symmetric(DensityFamily):
         return [list(pair) for pair in self.BOUNDS[k]] if k in self.BOUNDS else None
 
 
+class OneParameter(DensityFamily):
+    """A family of one positive width parameter ``w`` per axis, separable as the papers' ``outer(alfa, alfa)``:
+    the profile is ``shape(d, w)`` at each tap's distance ``d`` from the centre (centre 1). The standard conv is
+    its limit ``w -> infinity``, which no finite value reaches: ``uniform`` is the width whose outermost tap is
+    ``STANDARD_LEVEL`` (0.1 % from the standard conv), where a learned density starts. The default search box is
+    ``BOUNDS`` times the kernel's radius ``(k-1)/2``: widths from a sharp peak to an almost flat profile."""
+
+    STANDARD_LEVEL = 0.999
+    BOUNDS = (0.25, 4.0)
+    parameter = "w"
+
+    def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The profile at distances ``d`` (>= 0) for width ``w`` > 0: 1 at d = 0, positive, non-increasing."""
+        raise NotImplementedError
+
+    def width_for(self, level: float, d: float) -> float:
+        """The width whose profile is ``level`` (in (0, 1)) at distance ``d``: the inverse of ``shape``."""
+        raise NotImplementedError
+
+    def n_values(self, k: int) -> int:
+        return 1 if k > 1 else 0
+
+    def profile(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        radius = (k - 1) // 2
+        d = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device).abs()
+        return self.shape(d, values[0]) if k > 1 else torch.ones(1, dtype=values.dtype, device=values.device)
+
+    def uniform(self, k: int) -> list[float]:
+        return [self.width_for(self.STANDARD_LEVEL, (k - 1) // 2)] if k > 1 else []
+
+    def default_bounds(self, k: int) -> list[list[float]] | None:
+        radius = (k - 1) // 2
+        return [[self.BOUNDS[0] * radius, self.BOUNDS[1] * radius]] if k > 1 else None
+
+
+class Gaussian(OneParameter):
+    """``exp(-d^2 / (2 w^2))``: w is the standard deviation in taps."""
+
+    name, parameter = "gaussian", "s"
+
+    def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(d**2) / (2 * w**2))
+
+    def width_for(self, level: float, d: float) -> float:
+        return d / math.sqrt(-2 * math.log(level))
+
+
+class Tent(OneParameter):
+    """``max(FLOOR, 1 - d / w)``: triangular, w the half-width in taps; taps at or beyond it keep ``FLOOR`` (a
+    density must stay positive, so that the weighted conv keeps every tap and remains a reparameterisation)."""
+
+    name = "tent"
+    FLOOR = 0.01
+
+    def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(1 - d / w, min=self.FLOOR)
+
+    def width_for(self, level: float, d: float) -> float:
+        return d / (1 - level)
+
+
+class Hann(OneParameter):
+    """``(1 + cos(pi d / w)) / 2`` for d < w, raised cosine (Hann) of half-width w in taps, ``FLOOR`` beyond (as
+    the tent, positive)."""
+
+    name = "hann"
+    FLOOR = 0.01
+
+    def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        inside = 0.5 * (1 + torch.cos(math.pi * torch.clamp(d / w, max=1.0)))
+        return torch.clamp(inside, min=self.FLOOR)
+
+    def width_for(self, level: float, d: float) -> float:
+        return math.pi * d / math.acos(2 * level - 1)
+
+
+class Exponential(OneParameter):
+    """``exp(-d / w)``: w the decay length in taps (a Laplace profile)."""
+
+    name, parameter = "exponential", "l"
+
+    def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-d / w)
+
+    def width_for(self, level: float, d: float) -> float:
+        return -d / math.log(level)
+
+
 SYMMETRIC = Symmetric()
-FAMILIES: dict[str, DensityFamily] = {f.name: f for f in (SYMMETRIC,)}
+FAMILIES: dict[str, DensityFamily] = {f.name: f for f in (SYMMETRIC, Gaussian(), Tent(), Hann(), Exponential())}
 
 
 def get_family(name: str | DensityFamily) -> DensityFamily:
@@ -150,3 +238,27 @@ def parse_den(
 
 def _fmt(kernel_size: tuple[int, ...]) -> str:
     return "x".join(str(k) for k in kernel_size)
+
+
+def fit(family: DensityFamily, alfa: Sequence[float]) -> tuple[list[float], float]:
+    """The values of ``family`` whose 1-D profile is closest to ``alfa`` (least squares over the taps) and the
+    root-mean-square residual. One-parameter families are fitted over log-width (scipy's bounded Brent search);
+    the symmetric family fits any symmetric profile exactly."""
+    target = torch.tensor(list(alfa), dtype=torch.float64)
+    k = len(target)
+    if isinstance(family, Symmetric):
+        values = [float(v) for v in target[: k // 2]]
+    else:  # a log grid, then Brent's method around its best point: the floors of tent and Hann make plateaus
+        import numpy as np
+        from scipy.optimize import minimize_scalar
+
+        def error(log_w: float) -> float:
+            p = family.profile(torch.tensor([math.exp(log_w)], dtype=torch.float64), k)
+            return float(((p - target) ** 2).sum())
+
+        grid = np.linspace(math.log(1e-2 * max(1, k // 2)), math.log(family.uniform(k)[0]), 400)
+        best = int(np.argmin([error(x) for x in grid]))
+        low, high = grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]
+        values = [math.exp(minimize_scalar(error, bounds=(low, high), method="bounded", options={"xatol": 1e-9}).x)]
+    residual = family.profile(torch.tensor(values, dtype=torch.float64), k) - target
+    return values, float(residual.pow(2).mean().sqrt())
