@@ -24,10 +24,14 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+CODE = ("src", "configs", "scripts", "pyproject.toml")  # what computes a run (results/ and the README do not)
+
+
 def git_state() -> dict[str, Any]:
-    """The commit of the checkout wconv runs from, and whether its tracked files differ from it (None: no git)."""
+    """The commit of the checkout wconv runs from, and whether its code (``CODE``) differs from it (None: no git).
+    Records written under results/ by the run itself do not make it dirty."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE) if commit else None
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
