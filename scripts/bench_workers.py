@@ -18,21 +18,20 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from wconv import data as wdata
+from wconv import stages
 from wconv.parallel import cores
-from wconv.tracking.wandb_logger import NullTracker
-from wconv.train import Runner, data_options, run_search, validate
+from wconv.plan import make
+from wconv.runner import open_runner
 from wconv.training import CONFIGS
 
 
 def time_search(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
-    """Seconds of ``run_search`` for the composed config, and its result."""
+    """Seconds of the search (``wconv.stages.search``) for the composed config, and its result."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    validate(cfg)
-    runner = Runner(cfg, run_dir, wdata.build(cfg.data.name, **data_options(cfg)), NullTracker())
+    runner = open_runner(make(cfg), run_dir)
     start = time.perf_counter()
-    result = run_search(runner)
+    result = stages.search(runner)
     return time.perf_counter() - start, result
 
 

@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from wconv import sweep
+from wconv import profiles, sweep
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--profile", choices=("smoke", "cpu", "paper"), default="smoke")
+    parser.add_argument("--profile", choices=profiles.names(), default="smoke", help="a file of configs/profile/")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
     parser.add_argument("--root", type=Path, default=None, help="where the runs live (default: sweep.runs_root)")
     parser.add_argument("--out", type=Path, default=None, help="where the tables go (default results/tables/<profile>)")
@@ -40,8 +40,8 @@ def main() -> int:
         jobs += sweep.study_jobs(args.profile)
     if args.match:  # the tables are still written from every recorded run under root
         jobs = [job for job in jobs if any(m in job.name for m in args.match)]
-    # Smoke and CPU runs log nowhere but their records; paper runs go to W&B (offline without an API key).
-    extra = (["logger=none", "progress=false"] if args.profile in ("smoke", "cpu") else []) + list(args.overrides)
+    # Smoke and CPU runs log nowhere but their records (matrix.quiet); paper runs go to W&B (offline without a key).
+    extra = (["logger=none", "progress=false"] if profiles.load(args.profile).quiet else []) + list(args.overrides)
 
     try:  # every job composed and checked before any runs: a bad override is one line, whatever the job
         configs = [sweep.checked_job(job, extra) for job in jobs]

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from wconv import profiles
 from wconv.reporting import write_tables
 from wconv.reporting.collect import no_runs
 from wconv.sweep import runs_root
@@ -15,7 +16,9 @@ from wconv.sweep import runs_root
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="smoke", help="smoke, cpu or paper: sets the defaults of --runs and --out")
+    parser.add_argument(
+        "--profile", choices=profiles.names(), default="smoke", help="sets the defaults of --runs and --out"
+    )
     parser.add_argument("--runs", type=Path, default=None, help="root of the run directories (default: the profile's)")
     parser.add_argument("--out", type=Path, default=None, help="default results/tables/<profile>")
     parser.add_argument("--reference", type=Path, default=Path("results/paper_reference.csv"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from wconv import sweep
+from wconv import profiles, sweep
 from wconv.tracking.records import read_json
 
 TINY = [
@@ -29,7 +29,8 @@ def test_matrix_covers_every_row_and_the_study():
     } <= names and len(names) == 16
     study = sweep.study_jobs("paper")
     kernels = len(sweep.STUDY_KERNELS)  # density and lr-tuned per setting; families and a short search once
-    assert len(study) == kernels * (2 * len(sweep.STUDY_SETTINGS) + len(sweep.STUDY_FAMILIES) + 1)
+    settings = profiles.load("paper").study_settings
+    assert len(study) == kernels * (2 * len(settings) + len(sweep.STUDY_FAMILIES) + 1)
     families = [j for j in study if any(o.startswith("density.family=") for o in j.overrides)]
     assert len(families) == kernels * len(sweep.STUDY_FAMILIES)
     short = [sweep.compose_job(j) for j in study if "short_search" in j.name]

@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, run_cli, start_cli
 
 from wconv.direct import minimize
-from wconv.parallel import LocalWorkers, SubmititWorkers, WorkerLost, check, cores, safe_evaluate
+from wconv.parallel import LocalWorkers, SubmititWorkers, WorkerLost, cores, safe_evaluate
 from wconv.search import Evaluation, RecordMismatch, direct_l, direct_l_batched
 from wconv.tracking.records import read_json, read_jsonl
 
@@ -133,17 +133,22 @@ def test_the_serial_search_replays_a_batched_record_written_out_of_order(tmp_pat
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((0, "local", 0.0, 0.0, False), "search.workers must be at least 1"),
-        ((2, "ssh", 0.0, 0.0, False), "search.launcher must be local or submitit"),
-        ((1, "submitit", 0.0, 0.0, False), "search.launcher=submitit needs search.workers>1"),
-        ((2, "local", 1e-3, 0.0, False), "they need search.workers=1"),
-        ((2, "local", 0.0, 0.0, True), "not under torchrun"),
+        (["search.workers=0"], "search.workers=0: must be greater than or equal to 1"),
+        (["search.workers=2", "search.launcher=ssh"], "search.launcher='ssh': must be 'local' or 'submitit'"),
+        (["search.launcher=submitit"], "search.launcher='submitit': needs search.workers>1"),
+        (["search.workers=2", "search.ftol_rel=1e-3"], "they need search.workers=1"),
     ],
 )
 def test_settings_that_cannot_run_are_refused(args, message):
-    with pytest.raises(ValueError, match=message):
-        check(*args)
-    check(2, "submitit", 0.0, 0.0, False)
+    from conftest import compose_train
+
+    from wconv.config import ConfigError
+    from wconv.plan import make
+
+    with pytest.raises(ConfigError) as err:
+        make(compose_train(["search=direct_l", *args]))
+    assert message in str(err.value)
+    assert make(compose_train(["search=direct_l", "search.workers=2", "search.launcher=submitit"])).searches
 
 
 @dataclass(frozen=True)
@@ -380,15 +385,16 @@ def test_submitit_launcher_end_to_end_with_local_jobs(tmp_path, tiny, serial):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["search.workers=0"], "search.workers must be at least 1, got 0"),
+        (["search.workers=0"], "search.workers=0: must be greater than or equal to 1"),
         (["search.workers=2", "search.ftol_rel=1e-3"], "they need search.workers=1"),
-        (["search.launcher=submitit"], "search.launcher=submitit needs search.workers>1"),
+        (["search.launcher=submitit"], "search.launcher='submitit': needs search.workers>1"),
     ],
 )
 def test_bad_worker_settings_are_refused_before_anything_is_written(tmp_path, args, message):
     from conftest import compose_train
 
-    from wconv.train import ConfigError, run
+    from wconv.config import ConfigError
+    from wconv.train import run
 
     cfg = compose_train(["search=direct_l", *args, "logger=none"])
     with pytest.raises(ConfigError, match=message):
@@ -405,3 +411,30 @@ def test_worker_settings_do_not_change_what_a_run_computes():
     serial = run_fingerprint(compose_train(["search=direct_l"]))
     assert serial == run_fingerprint(compose_train(["search=direct_l", "search.workers=4", "search.launcher=submitit"]))
     assert serial != run_fingerprint(compose_train(["search=direct_l", "search.bounds=[[0.6,1.4]]"]))
+
+
+@pytest.mark.slow
+def test_with_wandb_the_workers_evaluations_are_the_serial_searchs_runs(tmp_path, tiny):
+    """Every evaluation a worker trains logs to W&B as the serial search's would: id <fingerprint>-eval-NNN, the run
+    directory as group, the run's tags as a list (the workers once built their tracker with an older signature)."""
+    from wandb_records import of_kind, read_records
+
+    args = [*SEARCH, *tiny, "search.max_evals=3", "train.epochs=1", "final.baseline=false", "logger=wandb"]
+    runs = {}
+    for workers in (1, 2):
+        run_dir = tmp_path / f"workers{workers}"
+        proc = run_cli([*args, f"search.workers={workers}", f"hydra.run.dir={run_dir}"],
+                       env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        key = read_json(run_dir / "run.json")["fingerprint"]
+        found = {}
+        for folder in (run_dir / "wandb").glob("offline-run-*"):
+            (run,) = of_kind(read_records(next(folder.glob("*.wandb"))), "run")
+            found[run.run_id.removeprefix(f"{key}-")] = (run.run_group, list(run.tags), run.job_type)
+        runs[workers] = found
+        assert {f"eval-{i:03d}" for i in range(3)} <= set(found), sorted(found)
+        assert {group for group, _, _ in found.values()} == {run_dir.name}  # the summary run's group too
+    assert runs[1].keys() == runs[2].keys()
+    for name, (_, tags, job_type) in runs[2].items():
+        assert tags == runs[1][name][1] == ["smoke", "classification", "vgg11", "digits", "direct_l"]
+        assert job_type == runs[1][name][2]

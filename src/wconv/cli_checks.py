@@ -1,5 +1,5 @@
-"""Hydra's own errors as one line: compose the command line's overrides once before Hydra starts, and turn an
-unknown group option, an unknown key or a malformed override into a sentence that says what to do."""
+"""The command line checked before Hydra starts: compose its overrides once, turn an unknown group option, an unknown
+key or a malformed override into a sentence that says what to do, and validate every value (``wconv.plan``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -45,13 +46,21 @@ def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
     or None when unknown). Multirun sweeps and Hydra's own flags are left to Hydra."""
     if any(a in HYDRA_FLAGS or a.startswith("--") for a in argv):
         return None, None
+    from wconv.config import ConfigError
+    from wconv.plan import make
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
             cfg = compose("train", overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
+            with open_dict(cfg):
+                del cfg["hydra"]
+            make(cfg)  # every value checked (wconv.config, wconv.plan) before Hydra makes the run directory
     except COMPOSE_ERRORS as err:
         return explain(err), None
+    except ConfigError as err:
+        return " ".join(str(err).split()), None
     except Exception:  # anything else (a resolver Hydra alone provides): Hydra will say it
         return None, None
     finally:

@@ -8,7 +8,6 @@ ended without a result) has its point trained again, from the evaluation's last 
 
 from __future__ import annotations
 
-import functools
 import logging
 import multiprocessing
 import os
@@ -25,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from wconv.plan import Plan
 from wconv.search import Evaluation
 
 log = logging.getLogger("wconv.parallel")
 
-LAUNCHERS = ("local", "submitit")
 MAX_LOSSES = 3  # a point whose worker is lost this many times stops the search: something kills it
 
 Evaluate = Callable[[int, list[float]], Evaluation]
@@ -42,20 +40,6 @@ Finished = tuple[int, Evaluation, float]
 
 class WorkerLost(RuntimeError):
     """A point's worker was lost MAX_LOSSES times, or a job failed before its training; the message says which."""
-
-
-def check(workers: int, launcher: str, ftol_rel: float, xtol_rel: float, distributed: bool) -> None:
-    """Refuse settings of ``search.workers`` and ``search.launcher`` that cannot run, with one clear ValueError."""
-    if workers < 1:
-        raise ValueError(f"search.workers must be at least 1, got {workers}")
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"search.launcher must be {' or '.join(LAUNCHERS)}, got {launcher!r}")
-    if workers == 1 and launcher != "local":
-        raise ValueError(f"search.launcher={launcher} needs search.workers>1 (one worker trains in this process)")
-    if workers > 1 and (ftol_rel > 0 or xtol_rel > 0):
-        raise ValueError("search.ftol_rel and search.xtol_rel are NLopt's stopping rules: they need search.workers=1")
-    if workers > 1 and distributed:
-        raise ValueError("search.workers>1 trains evaluations in processes of their own: not under torchrun")
 
 
 def safe_evaluate(evaluate: Evaluate, index: int, den: list[float]) -> tuple[Evaluation, float]:
@@ -74,41 +58,18 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def worker_device(configured: str, slot: int) -> torch.device:
-    """Worker ``slot``'s device: GPU ``slot % count`` when the run trains on CUDA (``auto`` or ``cuda``), else
-    the configured one."""
-    if configured in ("auto", "cuda") and torch.cuda.is_available():
-        device = torch.device("cuda", slot % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu" if configured == "auto" else configured)
-
-
 @dataclass(frozen=True)
 class TrainingWorker:
-    """The ``Setup`` of a search's workers: in a worker, the data, a tracker and a Runner for ``cfg``'s
-    evaluations (``cfg`` resolved, so that a worker needs no Hydra)."""
+    """The ``Setup`` of a search's workers: in a worker, a Runner for the plan's evaluations (``wconv.runner``: the
+    same data, tracker and models as the search's own process), on GPU ``slot % count`` when it trains on CUDA."""
 
-    cfg: DictConfig
+    plan: Plan
     run_dir: Path
 
     def __call__(self, slot: int) -> Evaluate:
-        from wconv import data as wdata
-        from wconv import train  # here: wconv.train imports this module
-        from wconv.tracking.wandb_logger import NullTracker, WandbTracker
+        from wconv.runner import open_runner
 
-        cfg = self.cfg
-        data = wdata.build(cfg.data.name, **train.data_options(cfg))
-        logger = cfg.logger
-        tracker = (  # as wconv.train.run makes it
-            WandbTracker(logger.project, cfg.name, self.run_dir, logger.entity, logger.mode)
-            if logger.name == "wandb"
-            else NullTracker()
-        )
-        runner = train.Runner(cfg, self.run_dir, data, tracker)
-        runner.device = worker_device(str(cfg.device), slot)
-        runner.progress = False  # the bars of several workers would garble each other
-        return functools.partial(train.search_evaluation, runner)
+        return open_runner(self.plan, self.run_dir, slot=slot, progress=False).evaluate
 
 
 _evaluate: Evaluate | None = None  # a local worker's own, set once by _start_worker
@@ -279,17 +240,17 @@ class SubmititWorkers:
 
 
 @contextmanager
-def started(cfg: DictConfig, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorkers]:
-    """The workers ``cfg.search`` asks for (``workers`` > 1, ``launcher``) to train ``cfg``'s evaluations; if the
-    search fails or is interrupted, their trainings are ended with it."""
-    setup = TrainingWorker(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), run_dir)
-    workers = int(cfg.search.workers)
-    if cfg.search.launcher == "submitit":
-        parameters = OmegaConf.to_container(cfg.search.submitit, resolve=True)
-        pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, workers, run_dir / "submitit", parameters)
+def started(plan: Plan, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorkers]:
+    """The workers the plan's search asks for (``search.workers`` > 1, ``search.launcher``) to train its
+    evaluations; if the search fails or is interrupted, their trainings are ended with it."""
+    setup, s = TrainingWorker(plan, run_dir), plan.config.search
+    if s.launcher == "submitit":
+        parameters = s.submitit.model_dump()
+        pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, s.workers, run_dir / "submitit", parameters)
     else:
-        on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-        pool = LocalWorkers(setup, workers, fork=on_cpu)
+        device = plan.config.device
+        on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+        pool = LocalWorkers(setup, s.workers, fork=on_cpu)
     try:
         yield pool
     except BaseException:

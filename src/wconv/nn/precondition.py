@@ -1,4 +1,4 @@
-"""The weighted convolution as a preconditioned standard one, and its parts (the arms of ``wconv.arms``).
+"""The weighted convolution as a preconditioned standard one, and its parts (the arms of ``wconv.variants``).
 
 For positive densities, training ``W`` in ``conv(x, W * phi)`` is training ``V = W * phi`` of a standard conv
 whose initial weights are multiplied by phi and whose steps are rescaled per tap by ``r``:

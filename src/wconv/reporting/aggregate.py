@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wconv import stats, tasks
-from wconv.arms import split_budget
-from wconv.reporting.collect import Run, conv_rank, nan_if_none
+from wconv import stats, tasks, variants
+from wconv.reporting.collect import Run, nan_if_none
+from wconv.variants import split_budget
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def table_entries(runs: list[Run], table: str) -> list[tuple[Run, str]]:
         baseline = sorted(standard, key=lambda e: (-_ok_seeds(*e), e[0].key))[:1]
         chosen += dedicated or baseline
         chosen += [(r, v) for r, v in entries if v != "standard"]
-    return sorted(chosen, key=lambda e: (_group(e[0]), conv_rank(e[0].conv(e[1])), e[0].key))
+    return sorted(chosen, key=lambda e: (_group(e[0]), variants.rank(e[0].conv(e[1])), e[0].key))
 
 
 def _group(run: Run) -> tuple:

@@ -11,17 +11,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wconv.arms import ARMS, split_budget
+from wconv import variants
 from wconv.tracking.records import read_jsonl
-
-CONV_LABELS = {"standard": "standard", "direct_l": "direct-L", "fixed": "fixed", "learned": "learned"}
-CONV_ORDER = ("standard", "direct-L", "fixed", "learned", "preconditioned", "lr-tuned", "tuned", "standard k-2")
-
-
-def conv_rank(label: str) -> tuple[int, str]:
-    """Where a row with this conv label sorts: the papers' convs, then the controls, budgets after their label."""
-    base, _, budget = label.partition(" @")
-    return (CONV_ORDER.index(base) if base in CONV_ORDER else len(CONV_ORDER), budget)
 
 
 def finite(value: Any) -> Any:
@@ -91,19 +82,22 @@ class Run:
         return self.result.get("table") or self.result["task"]
 
     def conv(self, variant: str) -> str:
-        """The table's label of a variant: standard, direct-L, fixed, learned, a control's (preconditioned,
-        lr-tuned, standard k-2), with `` @<m>x`` for a budget variant."""
-        name, scale = split_budget(variant)
-        if name == "standard":
-            label = "standard"
-        elif name in ARMS:
-            label = ARMS[name].label
-        elif name == "tuned":
-            keys = list(self.result.get("best_point") or {})
-            label = "lr-tuned" if keys == ["optim.lr"] else "tuned"
-        else:
-            label = CONV_LABELS[self.result["density"]]
-        return label if scale == 1 else f"{label} @{scale:g}x"
+        """The table's label of a variant (``wconv.variants.label``): standard, direct-L, fixed, learned, a
+        control's (preconditioned, lr-tuned, ...), the run's density family or shorter search in brackets, and
+        `` @<m>x`` for a budget variant."""
+        return variants.label(variant, self.result["density"], self.result.get("best_point"), self.detail)
+
+    @property
+    def detail(self) -> str:
+        """What sets this run's own conv apart from the papers' search: its density family (not the symmetric
+        one), a search whose trainings are shorter than the final ones."""
+        parts = []
+        if (family := self.setting("density.family", "symmetric")) != "symmetric":
+            parts.append(family)
+        train, final = self.setting("train.epochs"), self.setting("final.epochs")
+        if self.result.get("search") and train and final and train < final:
+            parts.append(f"search at {train / final:.2g}x")
+        return ", ".join(parts)
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A dotted key of the resolved config (``optim.lr``), or ``default`` when absent."""

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from wconv import metrics, objectives, tasks
+from wconv import metrics, objectives, tasks, variants
 from wconv.nn.density import get_family
 from wconv.reporting.aggregate import (
     budget_table,
@@ -28,19 +28,9 @@ from wconv.reporting.aggregate import (
     study_setting,
     table_entries,
 )
-from wconv.reporting.collect import CONV_ORDER, Run, find_runs
+from wconv.reporting.collect import Run, find_runs
 
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 100}
-CONV_COLOURS = {
-    "standard": "tab:gray",
-    "direct-L": "tab:blue",
-    "fixed": "tab:green",
-    "learned": "tab:orange",
-    "preconditioned": "tab:purple",
-    "lr-tuned": "tab:red",
-    "tuned": "tab:red",
-    "standard k-2": "tab:brown",
-}
 MARKERS = "osD^v<>"  # hollow and distinct, so that equal densities of several runs stay visible
 
 
@@ -276,7 +266,7 @@ def training_curves(runs: list[Run]) -> Figure:
                 if seeds.empty:
                     continue
                 curve = pd.DataFrame({"mean": seeds.mean(axis=1), "sem": seeds.sem(axis=1).fillna(0.0)})
-                colour = CONV_COLOURS.get(conv, "black")
+                colour = variants.colour(conv)
                 ax.plot(  # each later line thinner, with its own hollow marker: equal trainings stay visible
                     curve.index,
                     curve["mean"],
@@ -355,7 +345,7 @@ def denoising_examples(runs: list[Run]) -> Figure:
         clean = first["clean"]
         _show(ax_row[0], clean, f"{name}\nclean")
         _show(ax_row[1], first["noisy"], f"noisy\n{psnr(clean, first['noisy']):.2f} dB")
-        for ax, conv in zip(ax_row[2:], [c for c in CONV_ORDER if c in examples], strict=False):
+        for ax, conv in zip(ax_row[2:], [c for c in variants.ORDER if c in examples], strict=False):
             _show(ax, examples[conv]["denoised"], f"{conv}\n{psnr(clean, examples[conv]['denoised']):.2f} dB")
         for ax in ax_row[2 + len(examples) :]:
             ax.set_axis_off()
@@ -412,7 +402,7 @@ def controls(runs: list[Run]) -> Figure:
             if diff:
                 bars.append((run.conv(variant), sign * diff["mean"], diff["sem"] or 0.0, diff.get("p_value")))
         y = np.arange(len(bars))
-        ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], color=[CONV_COLOURS.get(b[0], "k") for b in bars])
+        ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], color=[variants.colour(b[0]) for b in bars])
         ax.set_yticks(y, [b[0] + ("" if b[3] is None else f"\n(p={b[3]:.2g})") for b in bars])
         ax.axvline(0, color="k", lw=0.8)
         ax.invert_yaxis()
@@ -439,7 +429,7 @@ def gain_vs_budget(budgets: pd.DataFrame) -> Figure:
                 yerr=curve["d_sem"].fillna(0.0),
                 marker="o",
                 capsize=3,
-                color=CONV_COLOURS.get(conv, "black"),
+                color=variants.colour(conv),
                 label=conv,
             )
         ax.axhline(0, color="k", lw=0.8)

@@ -7,19 +7,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from wconv import tasks
+from wconv import profiles, tasks
 from wconv.reporting.aggregate import aggregate, budget_table, density_study, paper_value
 from wconv.reporting.collect import Run
 
-CPU_NOTE = (
-    "CPU PROFILE: real data (Train400 -> Set12, BSD68, sigma 25) and real but small models and budgets (500 steps "
-    "per training): an answer at this scale, not the papers' scale. ms/step and overhead compare runs made at "
-    "different times on a shared machine: the overhead is measured by make bench."
-)
-SMOKE_NOTE = (
-    "SMOKE PROFILE: NOT comparable with the papers (tiny models, stand-in data, a few epochs); "
-    "it checks the pipeline, not the method."
-)
+SMOKE_NOTE = profiles.load("smoke").note  # the smoke tables' first line (tests look for it)
+
+
 CAPTIONS = {
     "classification": "Classification: test accuracy per model and convolution.",
     "denoising": "Denoising: test PSNR and SSIM per model and convolution, beside the noisy input's PSNR.",
@@ -67,11 +61,22 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     cited = reference[reference["table"] == table].drop_duplicates("paper")
     sources = [f"paper ({row.paper}): {row.source}." for row in cited.itertuples()]
     caption = CAPTIONS.get(table, f"{table}: test metrics per model and convolution.")
-    profiles = set(frame["profile"])
-    smoke = bool(profiles - {"paper", "cpu"})
-    note = SMOKE_NOTE if smoke else CPU_NOTE if "cpu" in profiles else ""
+    notes = [_note(name) for name in sorted(set(frame["profile"]))]
+    smoke = SMOKE_NOTE in notes
+    note = SMOKE_NOTE if smoke else next((n for n in notes if n), "")
     task = tasks.get(next(r.result["task"] for r in runs if r.table == table or table == "budgets"))
     return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke, note)
+
+
+def _note(profile: str) -> str:
+    """The note of a profile's tables (its file's ``matrix.note``); records older than profiles were smoke runs; a
+    profile without a file is not the papers'."""
+    if not profile:
+        return SMOKE_NOTE
+    try:
+        return profiles.load(profile).note
+    except ValueError:
+        return f"PROFILE {profile.upper()}: a scale this checkout no longer defines; not the papers' scale."
 
 
 def mean_se(mean: float, sem: float, decimals: int) -> str:

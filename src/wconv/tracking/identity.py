@@ -3,6 +3,7 @@ fingerprint, the claim of a run directory, and safe folder names. Shared by trai
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,12 @@ class RecordMismatch(ValueError):
     """The records in a run directory do not belong to this run."""
 
 
-def identity(cfg: DictConfig) -> dict[str, Any]:
-    """What a run computes: the resolved config without the keys that may change between resumes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+def identity(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """What a run computes: the resolved config without the keys that may change between resumes (and without
+    Hydra's section and a profile's matrix data, which say nothing about one run)."""
+    plain = copy.deepcopy(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    for section in ("hydra", "matrix"):
+        plain.pop(section, None)
     for key in (*VOLATILE, *NEUTRAL):
         *parents, last = key.split(".")
         node = plain
@@ -61,7 +65,7 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
     return plain
 
 
-def run_fingerprint(cfg: DictConfig) -> str:
+def run_fingerprint(cfg: DictConfig | dict[str, Any]) -> str:
     """The fingerprint of what ``cfg`` computes: equal for runs that may share a directory."""
     return fingerprint(identity(cfg))
 
@@ -72,7 +76,7 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def check_run_dir(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+def check_run_dir(run_dir: Path, cfg: DictConfig | dict[str, Any]) -> dict[str, Any] | None:
     """The run's record in ``run_dir`` (None when new); RecordMismatch if it holds another configuration. Reads only."""
     record = run_dir / "run.json"
     if not record.is_file():
@@ -88,7 +92,7 @@ def check_run_dir(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     return old
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig, start: dict[str, Any]) -> None:
+def claim_run_dir(run_dir: Path, cfg: DictConfig | dict[str, Any], start: dict[str, Any]) -> None:
     """Record the run's config, fingerprint and this start's provenance (``start``: commit, command, machine) in
     ``run.json`` and ``config.yaml``; the checks of ``check_run_dir`` first."""
     old = check_run_dir(run_dir, cfg)
@@ -96,7 +100,8 @@ def claim_run_dir(run_dir: Path, cfg: DictConfig, start: dict[str, Any]) -> None
     starts = (old or {}).get("starts", []) + [start]
     write_json(run_dir / "run.json", {"fingerprint": fingerprint(ident), "identity": ident, "starts": starts})
     if old is None:
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        plain = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
 
 
 def safe_dirname(overrides: str, limit: int = 200) -> str:

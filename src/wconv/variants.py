@@ -1,4 +1,8 @@
-"""The controls a run trains beside its own variants, on the same final seeds (``final.arms``, ``final.budgets``).
+"""The one vocabulary of a run's variants: what each trains (its own conv, the controls, the budgets), their names,
+the labels, colours and order the tables and figures give them.
+
+A run trains its own conv (``weighted``, ``learned``, ``tuned`` or ``standard``) and, on the same final seeds,
+controls (``final.arms``) and the same convs at other training lengths (``final.budgets``).
 
 A weighted conv with positive densities is a reparameterised standard conv: same functions, other training
 dynamics. Under SGD it is the standard conv (a) started at ``weight * phi`` and (b) stepped per tap by ``phi**2``
@@ -17,7 +21,7 @@ dynamics. Under SGD it is the standard conv (a) started at ``weight * phi`` and 
   once), so that a figure shows the gain against training length.
 
 The lr-tuned control is a search of its own (``search.space``, ``configs/experiment/*_lr_tuned.yaml``). A new arm
-is one ``Arm`` line here (and, when it trains differently, its mechanics in ``wconv.nn``).
+is one ``Arm`` line here (its label and colour with it; when it trains differently, its mechanics in ``wconv.nn``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Arm:
 
     name: str
     label: str  # the tables' conv column
+    colour: str  # the figures' (a matplotlib colour)
     uses_density: bool  # trained with the run's density (the one searched or fixed)
     start: bool = False  # the weighted convs start at weight * phi
     steps: str | None = None  # per-tap step scaling (wconv.nn.precondition.STEPS): density, shape, size
@@ -54,12 +59,12 @@ class Arm:
 ARMS = {
     arm.name: arm
     for arm in (
-        Arm("preconditioned", "preconditioned", uses_density=True, start=True, steps="density"),
-        Arm("init_only", "init only", uses_density=True, start=True),
-        Arm("step_only", "step only", uses_density=True, steps="density"),
-        Arm("sgs", "SGS (step shape)", uses_density=True, steps="shape"),
-        Arm("lr_matched", "lr-matched (step size)", uses_density=True, steps="size"),
-        Arm("smaller_kernel", "standard k-2", uses_density=False, kernel_change=-2),
+        Arm("preconditioned", "preconditioned", "tab:purple", uses_density=True, start=True, steps="density"),
+        Arm("init_only", "init only", "tab:olive", uses_density=True, start=True),
+        Arm("step_only", "step only", "tab:cyan", uses_density=True, steps="density"),
+        Arm("sgs", "SGS (step shape)", "tab:pink", uses_density=True, steps="shape"),
+        Arm("lr_matched", "lr-matched (step size)", "goldenrod", uses_density=True, steps="size"),
+        Arm("smaller_kernel", "standard k-2", "tab:brown", uses_density=False, kernel_change=-2),
     )
 }
 
@@ -78,17 +83,6 @@ class Variant:
 
     def epochs(self, final_epochs: int) -> int:
         return max(1, round(self.scale * final_epochs))
-
-
-def check(arms: list[str], budgets: list[float]) -> None:
-    """One ValueError for an unknown arm or a budget that is not a positive number."""
-    if unknown := [a for a in arms if a not in ARMS]:
-        raise ValueError(f"final.arms: unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")
-    if len(set(arms)) != len(arms):
-        raise ValueError(f"final.arms lists an arm twice: {arms}")
-    for m in budgets:
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
-            raise ValueError(f"final.budgets holds multiples of final.epochs, positive numbers; got {m!r}")
 
 
 def not_applicable(arm: str, kernel_size: int, den: Any) -> str | None:
@@ -114,11 +108,66 @@ def plan(own: list[Variant], arms: list[str], budgets: list[float], kernel_size:
         if m == 1:
             continue
         for v in at_budget:
-            variants.append(Variant(f"{v.name}@{m:g}x", "budget", v.den, v.learn_den, v.arm, m, v.changes))
+            variants.append(Variant(at(v.name, m), "budget", v.den, v.learn_den, v.arm, m, v.changes))
     return variants, skipped
+
+
+def at(name: str, scale: float) -> str:
+    """The variant ``name`` trained for ``scale`` times the final epochs: ``weighted@2x`` (``weighted`` at 1x)."""
+    return name if scale == 1 else f"{name}@{scale:g}x"
 
 
 def split_budget(variant: str) -> tuple[str, float]:
     """``weighted@2x`` -> ("weighted", 2.0); ``weighted`` -> ("weighted", 1.0)."""
     name, _, budget = variant.partition("@")
     return name, float(budget.rstrip("x")) if budget else 1.0
+
+
+# What a run's own conv is called, by its result's ``density`` (how it was found), and the colour of each label.
+OWN = {"standard": "standard", "direct_l": "direct-L", "fixed": "fixed", "learned": "learned"}
+COLOURS = {
+    "standard": "tab:gray",
+    "direct-L": "tab:blue",
+    "fixed": "tab:green",
+    "learned": "tab:orange",
+    **{arm.label: arm.colour for arm in ARMS.values() if arm.name != "smaller_kernel"},
+    "lr-tuned": "tab:red",
+    "tuned": "tab:red",
+    "standard k-2": ARMS["smaller_kernel"].colour,
+}
+ORDER = tuple(COLOURS)  # the tables' row order within a group: the papers' convs, then the controls
+
+
+def label(variant: str, density: str, best_point: dict | None = None, detail: str = "") -> str:
+    """A variant as the tables name it: standard, direct-L, fixed, learned, a control's label, lr-tuned (a search
+    over the learning rate alone) or tuned; ``detail`` (a density family, a shorter search) in brackets after the
+    run's own conv; `` @<m>x`` for a budget."""
+    name, scale = split_budget(variant)
+    if name == "standard":
+        text = "standard"
+    elif name in ARMS:
+        text = ARMS[name].label
+    elif name == "tuned":
+        text = "lr-tuned" if list(best_point or {}) == ["optim.lr"] else "tuned"
+    else:
+        text = OWN[density] + (f" ({detail})" if detail else "")
+    return text if scale == 1 else f"{text} @{scale:g}x"
+
+
+def base(text: str) -> str:
+    """A label without its detail and budget: ``direct-L (gaussian) @2x`` -> ``direct-L``."""
+    head = text.partition(" @")[0]
+    known = [k for k in COLOURS if head == k or head.startswith(k + " (")]
+    return max(known, key=len) if known else head
+
+
+def rank(text: str) -> tuple[int, str, str]:
+    """Where a row with this label sorts: by ``ORDER``, then its detail, then its budget."""
+    head, _, budget = text.partition(" @")
+    known = base(text)
+    return (ORDER.index(known) if known in ORDER else len(ORDER), head[len(known) :], budget)
+
+
+def colour(text: str) -> str:
+    """The figures' colour of a label (black for one the vocabulary does not know)."""
+    return COLOURS.get(base(text), "black")

@@ -1,0 +1,222 @@
+"""The stages of a run after its plan: the search (DIRECT-L over the density or ``search.space``), the final
+trainings of every variant on every seed, and the result with its paired differences. Every training is recorded
+as it finishes, so that running the same command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from wconv import distributed, parallel, stats
+from wconv.plan import Plan
+from wconv.runner import Runner, Training
+from wconv.search import Evaluation, direct_l, direct_l_batched
+from wconv.tracking.records import read_json, write_json
+from wconv.training import TrainResult
+from wconv.variants import Variant, split_budget
+
+log = logging.getLogger("wconv.train")
+
+
+@contextmanager
+def search_record(path: Path) -> Iterator[Path]:
+    """The search's evaluations record: rank 0 appends to ``path``; other ranks replay a private copy of it."""
+    if distributed.is_main():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="wconv-rank") as scratch:
+        copy = Path(scratch) / path.name
+        if path.exists():
+            shutil.copyfile(path, copy)
+        yield copy
+
+
+def search(runner: Runner) -> dict[str, Any]:
+    """DIRECT-L over the plan's box: serial (NLopt) or, with ``search.workers`` > 1, by rounds on the workers.
+    Returns the best evaluation (its point, objective, index) and the counts."""
+    plan, s = runner.plan, runner.plan.config.search
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=s.max_evals, desc="DIRECT-L", disable=None if runner.progress else True)
+    best_so_far = [math.inf]
+
+    def evaluate(index: int, point: list[float]) -> Evaluation:
+        distributed.check_same(point, f"the point of evaluation {index}")  # NLopt runs on every rank
+        result = runner.evaluate(index, point, keep_checkpoint=True)
+        if distributed.is_main():
+            if result.status == "ok" and result.objective < best_so_far[0]:
+                runner.keep_best(index, point)
+            (runner.run_dir / "checkpoints" / f"eval-{index:03d}.pt").unlink(missing_ok=True)
+        return result
+
+    def report(index: int, row: dict) -> None:
+        bar.update(1)
+        if not distributed.is_main():
+            return
+        if row["status"] == "ok":
+            best_so_far[0] = min(best_so_far[0], row["objective"])
+        log.info(
+            f"eval {index + 1}/{s.max_evals} {plan.describe(row['den'])} {s.objective}={row['objective']:.5g} "
+            f"best {best_so_far[0]:.5g} ({row['status']}, {row['seconds']:.1f} s)"
+        )
+
+    with search_record(runner.run_dir / "evaluations.jsonl") as record:
+        if s.workers > 1:  # each round's evaluations side by side (wconv.parallel)
+            with parallel.started(plan, runner.run_dir) as workers:
+                best = direct_l_batched(workers, plan.bounds, s.max_evals, record, s.penalty, on_result=report)
+        else:
+            best = direct_l(evaluate, plan.bounds, s.max_evals, record, penalty=s.penalty, ftol_rel=s.ftol_rel,
+                            xtol_rel=s.xtol_rel, on_result=report)  # fmt: skip
+    bar.close()
+    if distributed.is_main():
+        for stale in (runner.run_dir / "checkpoints").glob("eval-*.pt"):
+            stale.unlink()
+    return best
+
+
+def final_trainings(plan: Plan, variants: list[Variant]) -> list[tuple[Variant, Training]]:
+    """Every final training of ``variants``: each variant on each seed, in order."""
+    f = plan.config.final
+    return [
+        (
+            v,
+            Training(
+                f"final-{v.name}-seed{seed}",
+                v.job_type,
+                seed,
+                v.den,
+                v.epochs(f.epochs),
+                "test",
+                v.learn_den,
+                v.arm,
+                v.changes,
+            ),
+        )  # fmt: skip
+        for v in variants
+        for seed in f.seeds
+    ]
+
+
+def final(runner: Runner, variants: list[Variant]) -> dict[str, Any]:
+    """Train each variant on every final seed (skipping recorded ones); per variant, each seed's test metrics,
+    their mean and standard error."""
+    records = {}
+    for v, t in final_trainings(runner.plan, variants):
+        path = runner.run_dir / "trainings" / f"{t.name}.json"
+        if path.exists() and read_json(path)["den"] != t.den:  # a larger search budget found another density
+            log.info(
+                f"{t.name}: recorded for den={read_json(path)['den']}, the search now gives {t.den}: training again"
+            )
+            path.unlink()
+            (runner.run_dir / "checkpoints" / f"{t.name}.pt").unlink(missing_ok=True)
+        if not path.exists():
+            res = runner.reuse_best_eval(t.name, t.seed, t.den) if v.name == "weighted" else None
+            if res is None:
+                res = runner.fit(t)
+            if distributed.is_main():
+                write_json(path, training_record(v, t, res))
+            distributed.barrier()  # the other ranks read rank 0's record
+        records[t.name] = read_json(path)
+    return summarise(runner.plan, variants, records)
+
+
+def training_record(v: Variant, t: Training, res: TrainResult) -> dict[str, Any]:
+    """What ``trainings/<name>.json`` holds."""
+    return {
+        "name": t.name,
+        "variant": v.name,
+        "seed": t.seed,
+        "den": t.den,
+        "epochs": t.epochs,
+        "status": res.status,
+        "test": res.metrics,
+        "seconds_per_step": res.seconds_per_step,
+        "history": res.history,
+        "densities": res.densities if v.learn_den else {},
+    }
+
+
+def summarise(plan: Plan, variants: list[Variant], records: dict[str, dict]) -> dict[str, Any]:
+    """Per variant: its settings, each seed's status and test metrics, the mean ± s.e. over the seeds that trained."""
+    out = {}
+    for v in variants:
+        per_seed = {seed: records[f"final-{v.name}-seed{seed}"] for seed in plan.seeds}
+        ok = [r for r in per_seed.values() if r["status"] == "ok"]
+        keys = sorted({k for r in ok for k in r["test"]})
+        out[v.name] = {
+            "den": v.den,
+            "learned": v.learn_den,
+            "arm": v.arm,
+            "epochs": v.epochs(plan.config.final.epochs),
+            "changes": v.changes,
+            "seeds": {s: {"status": r["status"], **r["test"]} for s, r in per_seed.items()},
+            "diverged": len(per_seed) - len(ok),
+            "test": {k: stats.mean_sem([r["test"][k] for r in ok]) for k in keys} if ok else {},
+            "seconds_per_step": statistics.median(r["seconds_per_step"] for r in per_seed.values()),
+        }
+    return out
+
+
+def paired(variants: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
+    """Each non-standard variant minus the standard one at the same budget on the seeds where both trained: per
+    seed, mean, standard error and the paired t-test's two-sided p-value (None with fewer than two seeds or no
+    spread)."""
+    out: dict[str, Any] = {}
+    for variant, info in variants.items():
+        name, scale = split_budget(variant)
+        reference = "standard" if scale == 1 else f"standard@{scale:g}x"
+        if name == "standard" or reference not in variants:
+            continue
+        base = variants[reference]["seeds"]
+        both = [s for s, r in info["seeds"].items() if r["status"] == "ok" and base.get(s, {}).get("status") == "ok"]
+        for metric in metrics:
+            diffs = {s: info["seeds"][s][metric] - base[s][metric] for s in both if metric in info["seeds"][s]}
+            if diffs:
+                out.setdefault(variant, {})[metric] = {"per_seed": diffs, **stats.paired(list(diffs.values()))}
+    return out
+
+
+def finished(run_dir: Path, plan: Plan) -> dict[str, Any] | None:
+    """The recorded result if this run is complete for these seeds, search budget, arms and budgets (reads only)."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return None
+    result = read_json(path)
+    if not isinstance(result, dict) or "objective" not in result:
+        return None
+    f = plan.config.final
+    if result.get("final_seeds") != plan.seeds:
+        return None
+    budget = result.get("search") and result["search"].get("max_evals")
+    if plan.searches and budget not in (None, plan.config.search.max_evals):
+        return None
+    if result.get("arms", []) != list(f.arms) or result.get("budgets", []) != list(f.budgets):
+        return None  # controls added to a finished run: it resumes and trains them
+    return result
+
+
+def summary_line(result: dict[str, Any], metric: str) -> str:
+    """The run's outcome in one line: best density, each variant's mean ± s.e. and the paired difference."""
+    parts = [f"best den {result['best_den']}"] if result.get("best_den") else []
+    for variant, info in result["variants"].items():
+        stat = info["test"].get(metric)
+        parts.append(f"{variant} {metric} " + ("n/a" if not stat else _pm(stat)))
+    for variant, diffs in result.get("paired", {}).items():
+        if metric in diffs:
+            d = diffs[metric]
+            p = "" if d["p_value"] is None else f", p={d['p_value']:.3g}"
+            parts.append(f"{variant} - standard {_pm(d, signed=True)} ({len(d['per_seed'])} paired seeds{p})")
+    return "; ".join(parts)
+
+
+def _pm(stat: dict[str, Any], signed: bool = False) -> str:
+    mean = f"{stat['mean']:+.4g}" if signed else f"{stat['mean']:.4g}"
+    return mean if stat.get("sem") is None else f"{mean} ± {stat['sem']:.2g}"
