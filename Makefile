@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 PROFILE  ?= smoke
 LAUNCHER ?= local
 
-.PHONY: help install test lint bench reproduce-table tables figures clean
+ARGS     ?=
+
+.PHONY: help install test test-gpu lint bench preflight reproduce-table tables figures clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,6 +31,9 @@ install: $(STAMP)  ## create .venv and install wconv with its test extras (idemp
 test: $(STAMP)  ## run the whole test suite
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
+test-gpu: $(STAMP)  ## the GPU checks (bf16, compile, channels_last, workers per GPU, NCCL, preflight): first on a GPU node
+	WANDB_MODE=disabled $(PY) -m pytest -q -rs tests/test_cuda.py
+
 lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -36,8 +41,11 @@ lint: $(STAMP)  ## ruff check and format check
 bench: $(STAMP)  ## overhead of the weighted layer and models, epoch efficiency: results/bench/
 	$(PY) scripts/bench.py --efficiency
 
-reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|cpu|paper LAUNCHER=local|slurm -> results/tables/<profile>/
-	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER)
+preflight: $(STAMP)  ## rehearse PROFILE's jobs at full size here, predict their cost -> results/preflight/<device>.csv (ARGS='--fabricate data-fake')
+	$(PY) scripts/preflight.py --profile $(PROFILE) $(ARGS)
+
+reproduce-table: $(STAMP)  ## the papers' tables: PROFILE=smoke|cpu|paper LAUNCHER=local|slurm ARGS='-- data.root=...' -> results/tables/<profile>/
+	$(PY) scripts/reproduce_table.py --profile $(PROFILE) --launcher $(LAUNCHER) $(ARGS)
 
 tables: $(STAMP)  ## aggregate recorded runs into results/tables/<profile>/ (no training): PROFILE=smoke|cpu|paper
 	$(PY) scripts/tables.py --profile $(PROFILE)

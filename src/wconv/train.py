@@ -68,6 +68,8 @@ def run(cfg: DictConfig | dict[str, Any], run_dir: Path, overrides: list[str] | 
 
 def _run(plan: Plan, runner: Runner) -> float:
     log.info(plan.header(runner.data.sizes))
+    if runner.data.fabricated:
+        log.warning("the data are FABRICATED stand-ins (a rehearsal): no table will be made from this run")
     if distributed.is_distributed():
         log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
     search = stages.search(runner) if plan.searches else None
@@ -104,6 +106,8 @@ def _run(plan: Plan, runner: Runner) -> float:
         "paired": stages.paired(final, [m.key for m in task.metrics] + ["loss"]),
         "fingerprint": plan.fingerprint,
     }
+    if runner.data.fabricated:  # a rehearsal (wconv.data.fabricate): the tables refuse it
+        result["fabricated"] = True
     run_dir = runner.run_dir
     if distributed.is_main():
         write_json(run_dir / "result.json", result)

@@ -47,6 +47,7 @@ class TaskData(ABC):
     """
 
     groups: dict[str, dict[str, range]] = {}
+    fabricated: bool = False  # read from fabricated stand-in files (wconv.data.fabricate): rehearsals only
 
     task: Task
     in_channels: int

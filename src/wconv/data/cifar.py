@@ -10,6 +10,7 @@ from torchvision.datasets import CIFAR100
 
 from wconv.data.base import DataError
 from wconv.data.classification import ClassificationData
+from wconv.data.fabricate import marker
 from wconv.data.splits import split_indices, take
 
 # Per-channel statistics of the CIFAR-100 training images (as used by the pytorch-cifar100 recipe).
@@ -58,9 +59,10 @@ def build_cifar100(
             f"CIFAR-100 not found under {folder}: run `python -m wconv.data.download cifar100 --root {root}` "
             "or pass data.download=true"
         )
+    reader = _fabricated_reader(fabricated) if (fabricated := marker(folder)) else CIFAR100
     try:
-        train_images, train_labels = _tensors(CIFAR100(folder, train=True))
-        test_images, test_labels = _tensors(CIFAR100(folder, train=False))
+        train_images, train_labels = _tensors(reader(folder, train=True))
+        test_images, test_labels = _tensors(reader(folder, train=False))
     except RuntimeError as error:
         raise DataError(
             f"CIFAR-100 under {folder} failed torchvision's check ({error}): delete {folder / CIFAR100.base_folder} "
@@ -73,4 +75,21 @@ def build_cifar100(
         "val": (train_images[held], train_labels[held]),
         "test": (test_images[test], test_labels[test]),
     }
-    return ClassificationData(splits, num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD, augment=augment)
+    data = ClassificationData(splits, num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD, augment=augment)
+    data.fabricated = fabricated is not None
+    return data
+
+
+def _fabricated_reader(record: dict) -> type[CIFAR100]:
+    """torchvision's CIFAR100 checking fabricated files against the md5 sums their marker records (the real
+    archive's sums are known to torchvision): the same reader and the same integrity check."""
+    md5 = record["md5"]
+    return type(
+        "FabricatedCIFAR100",
+        (CIFAR100,),
+        {
+            "train_list": [["train", md5["train"]]],
+            "test_list": [["test", md5["test"]]],
+            "meta": {**CIFAR100.meta, "md5": md5["meta"]},
+        },
+    )

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from wconv.data.base import DataError
 from wconv.data.denoising import DenoisingData
+from wconv.data.fabricate import marker
 from wconv.data.fetch import fetch
 from wconv.data.folder import build_image_folder
 
@@ -98,7 +99,7 @@ def build_div2k(
                 f"DIV2K not found under {base / archive.folder}: run "
                 f"`python -m wconv.data.download div2k --root {root}` or pass data.download=true"
             )
-    return build_image_folder(
+    data = build_image_folder(
         folder=base / "DIV2K_train_HR",
         test_folder=base / "DIV2K_valid_HR",
         val_fraction=val_fraction,
@@ -113,3 +114,5 @@ def build_div2k(
         eval_max_size=eval_max_size,
         val_max_size=val_max_size,
     )
+    data.fabricated = marker(base) is not None
+    return data

@@ -148,9 +148,14 @@ def find_runs(root: Path) -> list[Run]:
     runs = []
     for result in sorted(root.rglob("result.json")):
         try:
-            runs.append(load_run(result.parent, root))
+            run = load_run(result.parent, root)
         except BadRun as e:
             print(f"warning: skipped {result.parent}: {e}", file=sys.stderr)
+            continue
+        if run.result.get("fabricated"):
+            print(f"warning: skipped {result.parent}: trained on fabricated data (a rehearsal)", file=sys.stderr)
+            continue
+        runs.append(run)
     return runs
 
 
