@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from wconv import stages
+from wconv import parallel, stages
 from wconv.parallel import cores
 from wconv.plan import make
 from wconv.runner import open_runner
@@ -29,9 +29,11 @@ def time_search(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
     """Seconds of the search (``wconv.stages.search``) for the composed config, and its result."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    runner = open_runner(make(cfg), run_dir)
+    plan = make(cfg)
+    runner = open_runner(plan, run_dir)
     start = time.perf_counter()
-    result = stages.search(runner)
+    with parallel.started(plan, run_dir) as workers:
+        result = stages.search(runner, workers)
     return time.perf_counter() - start, result
 
 

@@ -156,3 +156,63 @@ def test_torchrun_search_on_two_processes_writes_one_set_of_records(tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["final-weighted-seed0.pt"]
     assert [p.name for p in (run_dir / "trainings").iterdir()] == ["final-weighted-seed0.json"]
     assert not list(scratch.glob("wconv-rank*"))  # the other rank's private copy of the record is gone
+
+
+def _long_data() -> ClassificationData:
+    """600 training images in batches of 6: 100 steps an epoch, long enough to be interrupted mid-epoch."""
+    g = torch.Generator().manual_seed(1)
+    split = lambda n: (torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8), torch.arange(n) % 6)
+    return ClassificationData({"train": split(600), "val": split(8), "test": split(8)}, 6, [0.5] * 3, [0.25] * 3)
+
+
+def _stoppable(rank: int, world: int, port: int, out: Path) -> None:
+    """A rank of a two-process training that stops on USR2 as wconv.train's processes do."""
+    import signal as signals
+
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    from wconv.training import StopRequested, request_stop
+
+    signals.signal(signals.SIGUSR2, request_stop)
+    distributed.init()
+    (out / f"ready-{rank}").touch()
+    optim = OptimConfig.load("sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="none", warmup_epochs=0)
+    try:
+        result = train(_tiny_model(), _long_data(), seed=3, epochs=6, batch_size=6, optim=optim, density_optim=None,
+                       device=torch.device("cpu"), eval_split="test", checkpoint=out / "checkpoint.pt",
+                       progress=False)  # fmt: skip
+        (out / f"done-{rank}.json").write_text(json.dumps(result.metrics))
+    except StopRequested as stop:
+        (out / f"stopped-{rank}").write_text(str(stop.signum))
+    distributed.close()
+
+
+@pytest.mark.timeout(240)
+def test_usr2_to_one_rank_stops_both_at_the_same_step_and_the_resume_ends_as_the_uninterrupted_run(tmp_path):
+    """A signal may reach one rank only (a SLURM step's signal, or torchrun forwarding it): the ranks agree to stop
+    every few steps, both stop at the same step, rank 0 checkpoints it, and the resumed run ends bit for bit where
+    an uninterrupted one ends."""
+    import random
+    import signal as signals
+    import time
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    mp.spawn(_stoppable, args=(2, _free_port(), reference), nprocs=2, join=True)
+    want = json.loads((reference / "done-0.json").read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    context = mp.spawn(_stoppable, args=(2, _free_port(), run), nprocs=2, join=False)
+    while not all((run / f"ready-{r}").exists() for r in (0, 1)):
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.5, 2.0))  # a random step of the six epochs
+    os.kill(context.processes[1].pid, signals.SIGUSR2)  # rank 1 alone gets it
+    while not context.join():
+        pass
+    assert [(run / f"stopped-{r}").read_text() for r in (0, 1)] == [str(int(signals.SIGUSR2))] * 2
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["step"] % distributed.STOP_EVERY == 0 and 0 < state["epoch"] * 100 + state["step"] < 600
+    mp.spawn(_stoppable, args=(2, _free_port(), run), nprocs=2, join=True)
+    assert json.loads((run / "done-0.json").read_text()) == want

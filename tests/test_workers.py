@@ -1,6 +1,7 @@
 """search.workers: the batched DIRECT-L driver (fake objectives, no training), local worker processes and submitit
 jobs (fake trainings), and the real entrypoint with two workers against the serial NLopt search."""
 
+import json
 import math
 import os
 import signal
@@ -379,7 +380,9 @@ def test_submitit_launcher_end_to_end_with_local_jobs(tmp_path, tiny, serial):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_jsonl(tmp_path / "evaluations.jsonl")
     assert_same_search(rows, serial[:3])
-    assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 3  # one job per evaluation
+    trainings = list((tmp_path / "trainings").glob("*.json"))  # weighted and standard on seed 0
+    assert len(trainings) == 2  # one job per evaluation and per final training:
+    assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 3 + len(trainings)
 
 
 @pytest.mark.parametrize(
@@ -438,3 +441,32 @@ def test_with_wandb_the_workers_evaluations_are_the_serial_searchs_runs(tmp_path
     for name, (_, tags, job_type) in runs[2].items():
         assert tags == runs[1][name][1] == ["smoke", "classification", "vgg11", "digits", "direct_l"]
         assert job_type == runs[1][name][2]
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_final_seeds_two_at_a_time_and_a_resume_repeats_none(tmp_path, tiny):
+    """The final trainings of a run with workers go to the same workers, as many at a time as there are, recorded as
+    they finish: their records overlap in time; killed midway, the resume trains only what was not recorded."""
+    from datetime import datetime
+
+    args = [*SEARCH, *tiny, "search.max_evals=2", "search.workers=2", "final.seeds=[0,1]", "train.epochs=3",
+            "final.arms=[preconditioned]", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    proc = start_cli(args)
+    while len(list((tmp_path / "trainings").glob("*.json"))) < 3:  # three of the six final trainings
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no checkpoint, no record; its workers see their parent gone and end
+    proc.wait()
+    time.sleep(1.0)
+    before = {p.name: p.read_text() for p in (tmp_path / "trainings").glob("*.json")}
+    resumed = run_cli(args[:-1] + [f"hydra.run.dir={tmp_path}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = {p.name: p.read_text() for p in (tmp_path / "trainings").glob("*.json")}
+    assert len(after) == 6 and all(after[name] == text for name, text in before.items())  # none trained again
+    spans = []
+    for text in after.values():
+        record = json.loads(text)
+        start = datetime.fromisoformat(record["started"]).timestamp()
+        spans.append((start, start + record["seconds"]))
+    spans.sort()
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))  # two trainings ran at the same time

@@ -121,6 +121,22 @@ def from_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return box[0]
 
 
+STOP_EVERY = 10  # steps between the ranks' agreements on stopping (a CPU all-reduce: no GPU synchronisation)
+
+
+def agreed_stop(signum: int, step: int) -> int:
+    """The signal (0: none) on which every rank stops after ``step``: under torchrun a signal may reach one rank
+    only, so the ranks agree every ``STOP_EVERY`` steps (the largest signal any of them got) and all checkpoint
+    and stop at the same step; alone, a process stops at once."""
+    if not is_distributed():
+        return signum
+    if (step + 1) % STOP_EVERY:
+        return 0
+    box = torch.tensor([signum], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())
+
+
 def check_same(values: list[float], what: str) -> None:
     """Raise on every rank when the ranks hold different ``values`` (e.g. the density NLopt proposes): the ranks
     must never train different models in lockstep."""

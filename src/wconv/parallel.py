@@ -60,16 +60,22 @@ def cores() -> int:
 
 @dataclass(frozen=True)
 class TrainingWorker:
-    """The ``Setup`` of a search's workers: in a worker, a Runner for the plan's evaluations (``wconv.runner``: the
-    same data, tracker and models as the search's own process), on GPU ``slot % count`` when it trains on CUDA."""
+    """The ``Setup`` of a run's workers: in a worker, a Runner for the plan (``wconv.runner``: the same data,
+    tracker and models as the run's own process), on GPU ``slot % count`` when it trains on CUDA. A task is a search
+    point (``index, den``: a search evaluation) or a ``Training`` (a final training, ``index`` its place)."""
 
     plan: Plan
     run_dir: Path
 
     def __call__(self, slot: int) -> Evaluate:
-        from wconv.runner import open_runner
+        from wconv.runner import Training, open_runner
 
-        return open_runner(self.plan, self.run_dir, slot=slot, progress=False).evaluate
+        runner = open_runner(self.plan, self.run_dir, slot=slot, progress=False)
+
+        def work(index: int, task: Any) -> Any:
+            return runner.fit(task) if isinstance(task, Training) else runner.evaluate(index, task)
+
+        return work
 
 
 _evaluate: Evaluate | None = None  # a local worker's own, set once by _start_worker
@@ -240,10 +246,14 @@ class SubmititWorkers:
 
 
 @contextmanager
-def started(plan: Plan, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorkers]:
-    """The workers the plan's search asks for (``search.workers`` > 1, ``search.launcher``) to train its
-    evaluations; if the search fails or is interrupted, their trainings are ended with it."""
+def started(plan: Plan, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorkers | None]:
+    """The workers the plan asks for (``search.workers`` > 1, ``search.launcher``) to train its search evaluations
+    and its final trainings, or None (one process trains everything); if the run fails or is interrupted, their
+    trainings are ended with it. Local workers start when the first task comes."""
     setup, s = TrainingWorker(plan, run_dir), plan.config.search
+    if not plan.searches or s.workers == 1:
+        yield None
+        return
     if s.launcher == "submitit":
         parameters = s.submitit.model_dump()
         pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, s.workers, run_dir / "submitit", parameters)

@@ -313,45 +313,77 @@ def direct_rounds(dims: int, evaluations: int) -> list[int]:
     return sizes
 
 
-def predict(plan: Plan, m: Measure, scale: float = 1.0) -> dict[str, Any]:
-    """Seconds of the job and of one search evaluation (``scale`` multiplies every measured time: another
-    device's), its GPU-seconds, the search's wall-clock turns with its workers."""
+@dataclass(frozen=True)
+class Costs:
+    """Seconds of the pieces of a training on one device: what a prediction is made of (a CSV row holds them)."""
+
+    step_s: float
+    steps_per_epoch: int
+    val_pass_s: float  # one whole validation split
+    test_pass_s: float  # one whole test split
+    ckpt_s: float
+
+    @classmethod
+    def of(cls, m: Measure) -> Costs:
+        val, test = m.per_val_sample_s * m.sizes["val"], m.per_test_sample_s * m.sizes["test"]
+        return cls(m.step_s, m.steps_per_epoch, val, test, m.ckpt_s)
+
+    @classmethod
+    def from_row(cls, row: dict[str, str], h100: bool = False) -> Costs:
+        """A preflight CSV row's costs; with ``h100`` its prediction for one H100."""
+        costs = cls(
+            float(row["step_s"]),
+            int(row["steps_per_epoch"]),
+            float(row["val_pass_s"]),
+            float(row["test_pass_s"]),
+            float(row["ckpt_s"]),
+        )
+        return costs.scaled(float(row["h100_step_s"]) / costs.step_s) if h100 else costs
+
+    def scaled(self, factor: float) -> Costs:
+        return Costs(
+            self.step_s * factor,
+            self.steps_per_epoch,
+            self.val_pass_s * factor,
+            self.test_pass_s * factor,
+            self.ckpt_s * factor,
+        )
+
+
+def predict(plan: Plan, costs: Costs, workers: int | None = None) -> dict[str, Any]:
+    """Seconds of the job and of one search evaluation, its GPU-seconds, on ``workers`` GPUs (default the plan's
+    ``search.workers``): the search's DIRECT-L rounds, then the final trainings, as many at a time as there are
+    workers (the longest first)."""
     c = plan.config
 
     def validations(epochs: int) -> int:
         return sum(1 for e in range(1, epochs + 1) if e % c.train.val_every == 0 or e == epochs)
 
-    val_pass = m.per_val_sample_s * m.sizes["val"] * scale
-    test_pass = m.per_test_sample_s * m.sizes["test"] * scale
-    epoch = m.steps_per_epoch * m.step_s * scale
-    ckpt = m.ckpt_s * scale
-
     def training(epochs: int, split: str) -> float:
-        seconds = epochs * epoch + validations(epochs) * val_pass
-        return (
-            seconds
-            + (val_pass if split == "val" else test_pass)
-            + ckpt * (1 + seconds / (60 * c.train.checkpoint_minutes or 60))
-        )
+        seconds = epochs * costs.steps_per_epoch * costs.step_s + validations(epochs) * costs.val_pass_s
+        seconds += costs.val_pass_s if split == "val" else costs.test_pass_s
+        return seconds + costs.ckpt_s * (1 + seconds / (60 * (c.train.checkpoint_minutes or 1)))
 
+    workers = workers or (c.search.workers if plan.searches else 1)
     evaluation = training(c.train.epochs, "val") if plan.searches else 0.0
-    evals, workers = (c.search.max_evals, c.search.workers) if plan.searches else (0, 1)
+    evals = c.search.max_evals if plan.searches else 0
     rounds = direct_rounds(len(plan.bounds), evals) if plan.searches else []
     turns = sum(math.ceil(n / workers) for n in rounds)
     variants, _ = plan.variants()
-    finals = [v.epochs(c.final.epochs) for v in variants for _ in plan.seeds]
-    reused = plan.density == "direct_l" and c.final.epochs == c.train.epochs and c.seed in plan.seeds
-    final = sum(training(e, "test") for e in finals) - (training(c.final.epochs, "test") if reused else 0.0)
+    finals = [training(v.epochs(c.final.epochs), "test") for v in variants for _ in plan.seeds]
+    if plan.density == "direct_l" and c.final.epochs == c.train.epochs and c.seed in plan.seeds:
+        finals.remove(training(c.final.epochs, "test"))  # the best evaluation is that final training
+    wall = turns * evaluation + critical_path(finals, workers)
     return {
         "evaluations": evals,
         "workers": workers,
         "rounds": len(rounds),
-        "final_trainings": len(finals) - int(reused),
+        "final_trainings": len(finals),
         "eval_s": evaluation,
-        "wall_s": turns * evaluation + final,
-        "gpu_s": workers * turns * evaluation + final,
-        "val_pass_s": val_pass,
-        "test_pass_s": test_pass,
+        "wall_s": wall,
+        "gpu_s": workers * wall,
+        "val_pass_s": costs.val_pass_s,
+        "test_pass_s": costs.test_pass_s,
     }
 
 
@@ -405,7 +437,8 @@ def shape_key(plan: Plan) -> str:
 
 def row(job: str, plan: Plan, m: Measure, device: torch.device) -> dict[str, Any]:
     """The CSV row of one job from its shape's measurement."""
-    here, h100 = predict(plan, m), predict(plan, m, h100_scale(m))
+    costs = Costs.of(m)
+    here, h100 = predict(plan, costs), predict(plan, costs.scaled(h100_scale(m)))
     c = plan.config
     return {
         "job": job,

@@ -10,12 +10,14 @@ import math
 import shutil
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from wconv import distributed, parallel, stats
+from wconv import distributed, stats
 from wconv.plan import Plan
 from wconv.runner import Runner, Training
 from wconv.search import Evaluation, direct_l, direct_l_batched
@@ -39,9 +41,10 @@ def search_record(path: Path) -> Iterator[Path]:
         yield copy
 
 
-def search(runner: Runner) -> dict[str, Any]:
-    """DIRECT-L over the plan's box: serial (NLopt) or, with ``search.workers`` > 1, by rounds on the workers.
-    Returns the best evaluation (its point, objective, index) and the counts."""
+def search(runner: Runner, workers: Any = None) -> dict[str, Any]:
+    """DIRECT-L over the plan's box: serial (NLopt) in this process or, with ``workers`` (``search.workers`` > 1,
+    ``wconv.parallel.started``), by rounds on them. Returns the best evaluation (its point, objective, index) and the
+    counts."""
     plan, s = runner.plan, runner.plan.config.search
     from tqdm.auto import tqdm
 
@@ -69,9 +72,8 @@ def search(runner: Runner) -> dict[str, Any]:
         )
 
     with search_record(runner.run_dir / "evaluations.jsonl") as record:
-        if s.workers > 1:  # each round's evaluations side by side (wconv.parallel)
-            with parallel.started(plan, runner.run_dir) as workers:
-                best = direct_l_batched(workers, plan.bounds, s.max_evals, record, s.penalty, on_result=report)
+        if workers is not None:  # each round's evaluations side by side (wconv.parallel)
+            best = direct_l_batched(workers, plan.bounds, s.max_evals, record, s.penalty, on_result=report)
         else:
             best = direct_l(evaluate, plan.bounds, s.max_evals, record, penalty=s.penalty, ftol_rel=s.ftol_rel,
                             xtol_rel=s.xtol_rel, on_result=report)  # fmt: skip
@@ -105,11 +107,17 @@ def final_trainings(plan: Plan, variants: list[Variant]) -> list[tuple[Variant, 
     ]
 
 
-def final(runner: Runner, variants: list[Variant]) -> dict[str, Any]:
-    """Train each variant on every final seed (skipping recorded ones); per variant, each seed's test metrics,
-    their mean and standard error."""
-    records = {}
-    for v, t in final_trainings(runner.plan, variants):
+class TrainingFailed(RuntimeError):
+    """A final training raised in a worker; the one-line message names it and the error."""
+
+
+def final(runner: Runner, variants: list[Variant], workers: Any = None) -> dict[str, Any]:
+    """Train each variant on every final seed (skipping recorded ones), in this process or on ``workers``, as many
+    at a time as there are, each recorded as it finishes; per variant, each seed's test metrics, their mean and
+    standard error."""
+    trainings = final_trainings(runner.plan, variants)
+    pending = []
+    for v, t in trainings:
         path = runner.run_dir / "trainings" / f"{t.name}.json"
         if path.exists() and read_json(path)["den"] != t.den:  # a larger search budget found another density
             log.info(
@@ -117,19 +125,35 @@ def final(runner: Runner, variants: list[Variant]) -> dict[str, Any]:
             )
             path.unlink()
             (runner.run_dir / "checkpoints" / f"{t.name}.pt").unlink(missing_ok=True)
-        if not path.exists():
-            res = runner.reuse_best_eval(t.name, t.seed, t.den) if v.name == "weighted" else None
-            if res is None:
-                res = runner.fit(t)
-            if distributed.is_main():
-                write_json(path, training_record(v, t, res))
-            distributed.barrier()  # the other ranks read rank 0's record
-        records[t.name] = read_json(path)
+        if path.exists():
+            continue
+        start = time.time()
+        res = runner.reuse_best_eval(t.name, t.seed, t.den) if v.name == "weighted" else None
+        if res is not None:
+            _record(runner, v, t, res, start)
+        elif workers is None:
+            _record(runner, v, t, runner.fit(t), start)
+        else:
+            pending.append((v, t))
+    if pending:
+        log.info(f"{len(pending)} final training(s) on {runner.plan.config.search.workers} workers")
+        for index, res, seconds in workers(list(enumerate(t for _, t in pending))):
+            if not isinstance(res, TrainResult):  # the worker's training raised (wconv.parallel.safe_evaluate)
+                error = res.metrics.get("error", res.status)
+                raise TrainingFailed(f"final training {pending[index][1].name} failed in its worker: {error}")
+            _record(runner, *pending[index], res, time.time() - seconds)
+    records = {t.name: read_json(runner.run_dir / "trainings" / f"{t.name}.json") for _, t in trainings}
     return summarise(runner.plan, variants, records)
 
 
-def training_record(v: Variant, t: Training, res: TrainResult) -> dict[str, Any]:
-    """What ``trainings/<name>.json`` holds."""
+def _record(runner: Runner, v: Variant, t: Training, res: TrainResult, started: float) -> None:
+    if distributed.is_main():
+        write_json(runner.run_dir / "trainings" / f"{t.name}.json", training_record(v, t, res, started))
+    distributed.barrier()  # the other ranks read rank 0's record
+
+
+def training_record(v: Variant, t: Training, res: TrainResult, started: float) -> dict[str, Any]:
+    """What ``trainings/<name>.json`` holds (``started``: when it began; ``seconds``: its wall time)."""
     return {
         "name": t.name,
         "variant": v.name,
@@ -141,6 +165,8 @@ def training_record(v: Variant, t: Training, res: TrainResult) -> dict[str, Any]
         "seconds_per_step": res.seconds_per_step,
         "history": res.history,
         "densities": res.densities if v.learn_den else {},
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="milliseconds"),
+        "seconds": round(time.time() - started, 3),
     }
 
 

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from wconv import data as wdata
-from wconv import distributed, stages
+from wconv import distributed, parallel, stages
 from wconv.config import ConfigError
 from wconv.plan import Plan, make
 from wconv.runner import Runner, open_runner
@@ -72,17 +72,18 @@ def _run(plan: Plan, runner: Runner) -> float:
         log.warning("the data are FABRICATED stand-ins (a rehearsal): no table will be made from this run")
     if distributed.is_distributed():
         log.info(f"data-parallel over {distributed.describe()}; rank 0 writes the records")
-    search = stages.search(runner) if plan.searches else None
-    if search and search["status"] != "ok":
-        log.warning(
-            f"every one of the {search['evaluations']} search evaluations diverged: no density trained; the final "
-            f"trainings use the first point ({search['den']}). Lower optim.lr or narrow search.bounds"
-        )
-    variants, skipped = plan.variants(search["den"] if search else None)
-    for arm, reason in skipped:
-        log.info(f"arm {arm} skipped: {reason}")
+    with parallel.started(plan, runner.run_dir) as workers:  # search.workers > 1: the search's and the finals'
+        search = stages.search(runner, workers) if plan.searches else None
+        if search and search["status"] != "ok":
+            log.warning(
+                f"every one of the {search['evaluations']} search evaluations diverged: no density trained; the "
+                f"final trainings use the first point ({search['den']}). Lower optim.lr or narrow search.bounds"
+            )
+        variants, skipped = plan.variants(search["den"] if search else None)
+        for arm, reason in skipped:
+            log.info(f"arm {arm} skipped: {reason}")
+        final = stages.final(runner, variants, workers)
     den = next((v.den for v in variants if v.name in ("weighted", "learned")), None)
-    final = stages.final(runner, variants)
     objective = search["objective"] if search else final[variants[0].name]["test"].get("loss", {}).get("mean")
     task = runner.data.task
     f = plan.resolved["final"]
@@ -151,8 +152,8 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
-    previous = {}  # a job's time limit or preemption: checkpoint first, then what was there (submitit requeues)
-    for signum in (signal.SIGUSR2, signal.SIGTERM):
+    previous = {}  # a job's time limit, preemption or Ctrl-C: checkpoint first, then what was there (submitit requeues)
+    for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, request_stop)
     try:
         return run(cfg, run_dir, list(hydra_cfg.overrides.task))
@@ -160,7 +161,7 @@ def main(cfg: DictConfig) -> float:
         if callable(handler := previous.get(stop.signum)):
             handler(stop.signum, None)
         fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
-    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError) as err:
+    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed) as err:
         fail(f"error: {_one_line(err)}", 2)
     except KeyboardInterrupt:
         fail(f"interrupted: what was recorded in {run_dir} is intact; run the same command to resume", 130)

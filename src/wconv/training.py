@@ -180,7 +180,10 @@ STOP: list[int] = []  # the signal received, set by ``request_stop``; the loop c
 
 
 def request_stop(signum: int, frame: object = None) -> None:
-    """Signal handler: ask the running training to checkpoint and stop after its current step."""
+    """Signal handler: ask the running training to checkpoint and stop after its current step. A second Ctrl-C
+    does not wait for the checkpoint (KeyboardInterrupt: what was recorded before stays intact)."""
+    if signum == signal.SIGINT and signal.SIGINT in STOP:
+        raise KeyboardInterrupt
     STOP.append(signum)
 
 
@@ -290,9 +293,9 @@ def train(
             for sch in step_scheds:
                 sch.step()
             loss_sum += loss.detach()
-            if STOP:
+            if signum := distributed.agreed_stop(STOP[0] if STOP else 0, step):  # every rank at the same step
                 save(epoch, step + 1, float(loss_sum))
-                raise StopRequested(STOP[0])
+                raise StopRequested(signum)
         skip, resumed_loss = 0, 0.0
         train_loss = distributed.average(float(loss_sum)) / steps  # the one synchronisation of the epoch
         seconds = time.perf_counter() - start
