@@ -6,6 +6,7 @@ import itertools
 import pickle
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -405,3 +406,46 @@ def test_download_div2k_extracts_the_layout(tmp_path):
     assert not (target / "DIV2K_valid_HR.zip").exists()
     archive_path.unlink()  # a complete folder is not downloaded again
     assert download_div2k(tmp_path / "data", archives=(entry,)) == target
+
+
+def _mapped_memory(folder: str, barrier, out) -> None:
+    """A worker of the test below: read the folder's images, touch every pixel, report the cache mapping's
+    resident and proportional memory (/proc/self/smaps) while the other worker holds it too."""
+    from wconv.data.folder import build_image_folder
+
+    data = build_image_folder(folder=folder, test_folder=folder, val_fraction=0.25, patch_size=16)
+    total = sum(int(image.sum()) for split in ("train", "val", "test") for image in data._on("cpu", split))
+    barrier.wait()
+    rss = pss = 0
+    lines = open("/proc/self/smaps").read().splitlines()
+    for i, line in enumerate(lines):
+        if line.endswith(".u8") and "/cache/" in line:
+            fields = dict(item.split(":") for item in lines[i + 1 : i + 20] if ":" in item and " kB" in item)
+            rss, pss = rss + int(fields["Rss"].split()[0]), pss + int(fields["Pss"].split()[0])
+    out.put((total, rss, pss))
+    barrier.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/<pid>/smaps")
+def test_two_processes_reading_the_same_images_hold_one_copy(tmp_path, monkeypatch):
+    import multiprocessing
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (512, 512), dtype=np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setenv("WCONV_DECODED_CACHE", str(tmp_path / "cache"))
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_mapped_memory, args=(str(folder), barrier, out)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    reports = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    pixels_kb = 8 * 512 * 512 / 1024
+    assert reports[0][0] == reports[1][0]  # the same pixels
+    for _, rss, pss in reports:  # each maps the decoded file; its pages are counted half to each process
+        assert rss >= pixels_kb * 0.9 and pss <= rss * 0.6
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 3  # one file per split, built once
