@@ -28,6 +28,10 @@ def main() -> int:
     parser.add_argument("--only", choices=("all", "tables", "study"), default="all")
     parser.add_argument("--match", action="append", default=[], help="only runs whose name contains this (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
+    parser.add_argument("--search-gpus", type=int, default=4, help="slurm: GPUs of each search job (its workers)")
+    parser.add_argument(
+        "--max-running", type=int, default=None, help="slurm: at most this many tasks of an array at once"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -48,6 +52,10 @@ def main() -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.dry_run and (missing := sweep.missing_data(jobs, configs)):  # nothing runs or queues without data
+        for line in missing:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     if args.dry_run:
         total = 0
         for job, cfg in zip(jobs, configs, strict=True):
@@ -65,7 +73,8 @@ def main() -> int:
         from wconv.slurm import SlurmError, run_slurm
 
         try:
-            run_slurm(jobs, root, extra)
+            run_slurm(jobs, root, extra, search_gpus=args.search_gpus, max_running=args.max_running,
+                      profile=args.profile)  # fmt: skip
         except SlurmError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -138,8 +138,17 @@ GOOD = [
 
 @pytest.mark.parametrize("overrides", GOOD, ids=[" ".join(o) for o in GOOD])
 def test_valid_values_keep_working(overrides):
-    problem, run_dir = check_overrides([*overrides, "logger=none"])
+    problem, run_dir = check_overrides([*overrides, "logger=none", "device=cpu"])
     assert problem is None and run_dir is not None
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is usable here")
+def test_a_device_that_is_not_here_is_one_line():
+    problem, _ = check_overrides(["device=cuda", "profile=smoke"])
+    assert problem.startswith("device=cuda: CUDA is not usable here (") and "device=cpu" in problem
+    problem, _ = check_overrides([])  # profile=paper and device=auto on a CPU: months of training, refused
+    assert problem.startswith("profile=paper would train on the CPU") and "device=cpu" in problem
+    assert check_overrides(["device=cpu"])[0] is None and check_overrides(["profile=smoke"])[0] is None
 
 
 def test_an_integer_key_is_searched_as_integers_and_recorded_as_such():

@@ -133,6 +133,7 @@ def test_a_signal_mid_search_then_resume_repeats_nothing(tmp_path, tiny, signum,
     assert len(lines) == 1 and "resume" in lines[0] and "Traceback" not in err
     before = read_jsonl(run_dir / "evaluations.jsonl")
     assert len(before) == 1
+    assert (run_dir / "checkpoints" / "eval-001.pt").exists()  # Ctrl-C checkpoints as USR2 and TERM do
     resumed = run_cli([*args, f"hydra.run.dir={run_dir}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert run_cli([*args, f"hydra.run.dir={ref_dir}"]).returncode == 0

@@ -46,7 +46,7 @@ def test_a_run_on_fabricated_data_is_recorded_as_such_and_kept_out_of_the_tables
     from wconv.train import run
 
     fabricate_div2k(tmp_path / "data", train=4, valid=1, width=64, height=48)
-    cfg = compose_train(["model=dncnn", "data=div2k", "optim=adam", f"data.root={tmp_path / 'data'}",
+    cfg = compose_train(["model=dncnn", "data=div2k", "optim=adam", f"data.root={tmp_path / 'data'}", "device=cpu",
                          "data.val_fraction=0.25", "data.patch_size=16", "data.patches_per_epoch=16",
                          "model.depth=3", "model.width=0.25", "train.epochs=1", "train.batch_size=8",
                          "final.seeds=[0]", "logger=none", "progress=false"])  # fmt: skip

@@ -245,7 +245,7 @@ def test_usr2_requeues_a_real_wconv_search_and_it_resumes(slurm_env, jobs, tmp_p
     env = {key: value for key, value in slurm_env.items() if key != "WCONV_TRAIN_CMD"}
     run_dir = tmp_path / "run"
     overrides = ["search=direct_l", "search.max_evals=3", "train.epochs=1", "final.seeds=[0]", "final.baseline=false"]
-    overrides += ["logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
+    overrides += ["logger=none", "progress=false", "device=cpu", f"hydra.run.dir={run_dir}"]
     job = sbatch(["--mem=3G", f"--output={tmp_path}/%j.out", "slurm/train.sbatch", *overrides], env, jobs)
     wait_for_lines(run_dir / "evaluations.jsonl", 1, 90)
     subprocess.run(["scancel", "--signal=USR2", job], env=env, check=True, timeout=30)
@@ -259,7 +259,7 @@ def test_usr2_requeues_a_real_wconv_search_and_it_resumes(slurm_env, jobs, tmp_p
 # Tiny real trainings of wconv.train on the bundled digits: seconds each (OMP_NUM_THREADS=1: the node's 2 CPUs are
 # shared by two jobs).
 TINY = ["model=vgg11", "data=digits", "train.epochs=1", "final.seeds=[0]", "final.baseline=false"]
-TINY += ["logger=none", "progress=false", "data.limit_train=64", "data.limit_eval=32"]
+TINY += ["logger=none", "progress=false", "data.limit_train=64", "data.limit_eval=32", "device=cpu"]
 
 
 @pytest.fixture
@@ -295,12 +295,12 @@ def test_run_slurm_runs_the_unfinished_matrix_as_one_array_then_skips_it(real_en
     finally:
         record = root / ".slurm" / "array.json"
         if record.exists():  # nothing may outlive the test
-            subprocess.run(["scancel", json.loads(record.read_text())["job"]], env=real_env, timeout=30)
+            subprocess.run(["scancel", *json.loads(record.read_text())["jobs"]], env=real_env, timeout=30)
     message = str(failure.value)
-    array = json.loads((root / ".slurm" / "array.json").read_text())["job"]
+    (array,) = json.loads((root / ".slurm" / "array.json").read_text())["jobs"]
     assert message.startswith("1 of 3 SLURM runs failed: no_den (task ") and "\n" not in message
     assert f"{array}_2, FAILED 2:0, log {root}/.slurm/{array}_2.out" in message, message
-    assert "error: density=fixed needs density.den" in (root / ".slurm" / f"{array}_2.out").read_text()
+    assert "density=fixed needs density.den" in (root / ".slurm" / f"{array}_2.out").read_text()
     lines = (root / ".slurm").glob("overrides-*.txt").__next__().read_text().splitlines()
     dirs = [sweep.run_dir(job, root, sweep.compose_job(job, TINY)) for job in good]
     assert lines[1] == " ".join(["density=fixed", "density.den=[0.7]", *TINY, f"hydra.run.dir={dirs[1].resolve()}"])

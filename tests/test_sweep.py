@@ -60,3 +60,21 @@ def test_rerun_of_the_matrix_trains_nothing(tmp_path):
         raise AssertionError(f"{path} was trained again")
 
     assert sweep.run_local(jobs, tmp_path, TINY, train=must_not_train) == dirs
+
+
+def test_with_its_data_missing_the_paper_matrix_submits_nothing_and_names_each_dataset(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    empty, runs = tmp_path / "empty", tmp_path / "runs"
+    empty.mkdir()
+    command = [sys.executable, "scripts/reproduce_table.py", "--profile", "paper", "--launcher", "slurm", "--root",
+               str(runs), "--", f"data.root={empty}"]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert "CIFAR-100 incomplete" in lines[0] and "download cifar100 --root" in lines[0] and "8 job(s)" in lines[0]
+    assert "DIV2K incomplete" in lines[1] and "download div2k --root" in lines[1]
+    assert not runs.exists()  # nothing written, nothing queued

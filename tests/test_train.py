@@ -147,7 +147,10 @@ def test_wandb_offline_runs_read_back(tmp_path, tiny):
     proc = run_cli(args, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wandb:" not in proc.stdout + proc.stderr  # a quiet console
-    key = read_json(run_dir / "run.json")["fingerprint"]
+    record = read_json(run_dir / "run.json")
+    key = f"{record['fingerprint']}-{record['wandb_key']}"  # this folder's: a colleague's run of it gets another
+    assert len(record["wandb_key"]) == 8
+    assert proc.stderr.count("W&B is offline") == 1 and f"wandb sync {run_dir / 'wandb'}/offline-run-*" in proc.stderr
     runs = {}
     for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
         records = read_records(next(folder.glob("*.wandb")))
@@ -170,6 +173,8 @@ def test_wandb_offline_runs_read_back(tmp_path, tiny):
         u.key or "/".join(u.nested_key): json.loads(u.value_json) for s in of_kind(records, "summary") for u in s.update
     }
     assert summary["best_den_0"] == 0.7 and "weighted/acc1_mean" in summary
+    summary_config = {u.key: json.loads(u.value_json) for u in summary_run.config.update}
+    assert summary_config["model"]["name"] == "vgg11" and summary_config["optim"]["lr"] > 0  # to group runs on
     (artifact,) = of_kind(records, "artifact")
     files = {e.path for e in artifact.manifest.contents}
     assert artifact.type == "records" and {"result.json", "run.json"} <= files
@@ -227,7 +232,7 @@ def test_bad_config_is_refused_before_anything_is_written(tmp_path, args, messag
 def test_bad_input_on_the_command_line_is_one_line_and_exit_2(tmp_path, args, message):
     run_dir = _prepare_bad_dir(tmp_path)
     args = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
-    proc = run_cli([*args, "logger=none", f"hydra.run.dir={run_dir}"], timeout=120)
+    proc = run_cli([*args, "logger=none", "device=cpu", f"hydra.run.dir={run_dir}"], timeout=120)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message.replace("NOWHERE", str(tmp_path / "nowhere")) in lines[0], proc.stderr

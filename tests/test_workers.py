@@ -429,7 +429,8 @@ def test_with_wandb_the_workers_evaluations_are_the_serial_searchs_runs(tmp_path
         proc = run_cli([*args, f"search.workers={workers}", f"hydra.run.dir={run_dir}"],
                        env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
-        key = read_json(run_dir / "run.json")["fingerprint"]
+        record = read_json(run_dir / "run.json")
+        key = f"{record['fingerprint']}-{record['wandb_key']}"
         found = {}
         for folder in (run_dir / "wandb").glob("offline-run-*"):
             (run,) = of_kind(read_records(next(folder.glob("*.wandb"))), "run")

@@ -48,6 +48,7 @@ def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
         return None, None
     from wconv.config import ConfigError
     from wconv.plan import make
+    from wconv.runner import check_device
 
     GlobalHydra.instance().clear()
     try:
@@ -56,7 +57,7 @@ def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
             run_dir = Path(str(cfg.hydra.run.dir))
             with open_dict(cfg):
                 del cfg["hydra"]
-            make(cfg)  # every value checked (wconv.config, wconv.plan) before Hydra makes the run directory
+            check_device(make(cfg))  # every value (wconv.config, wconv.plan) and the device, before Hydra writes
     except COMPOSE_ERRORS as err:
         return explain(err), None
     except ConfigError as err:

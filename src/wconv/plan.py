@@ -209,15 +209,15 @@ class Plan:
         final = sum(v.epochs(self.config.final.epochs) for v in variants) * len(self.seeds)
         return evals, len(variants), evals * self.config.train.epochs + final
 
-    def header(self, sizes: dict[str, int]) -> str:
-        """One line saying what the run will do and how big it is."""
+    def header(self, sizes: dict[str, int], device: str) -> str:
+        """One line saying what the run will do, on which device, and how big it is."""
         c = self.config
         split_sizes = " / ".join(f"{sizes[s]} {s}" for s in ("train", "val", "test"))
         evals, variants, total = self.budget()
         search = f"direct_l {evals} evaluations x {c.train.epochs} epochs, " if evals else ""
         k = self.kernel_size
         return (
-            f"{c.name}: model {c.model.name} ({k}x{k}), data {c.data.name} ({split_sizes}), profile "
+            f"{c.name} on {device}: model {c.model.name} ({k}x{k}), data {c.data.name} ({split_sizes}), profile "
             f"{c.profile_name}, {search}final {variants} variant(s) x {len(self.seeds)} seed(s) x {c.final.epochs} "
             f"epochs: {total} epochs in all"
         )

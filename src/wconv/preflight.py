@@ -96,10 +96,10 @@ def device_memory_gib(device: torch.device) -> float:
 
 def check(plan: Plan, options: Options) -> str | None:
     """What would fail before a GPU hour is spent (missing or incomplete data, W&B, SLURM), or None."""
-    return _check_data(plan) or _check_wandb(plan) or _check_partition(options.partition)
+    return check_data(plan) or _check_wandb(plan) or _check_partition(options.partition)
 
 
-def _check_data(plan: Plan) -> str | None:
+def check_data(plan: Plan) -> str | None:
     from wconv.data.div2k import DIV2K_ARCHIVES, div2k_dir
     from wconv.data.fabricate import marker
 
@@ -129,6 +129,15 @@ def _check_data(plan: Plan) -> str | None:
                     f"{name} incomplete: {found} of {want} files in {folder}: run "
                     f"`python -m wconv.data.download {name} --root {root}`"
                 )
+    if c.name == "cifar100":
+        from wconv.data.cifar import cifar_dir
+
+        folder = cifar_dir(root) / "cifar-100-python"
+        if missing := [name for name in ("train", "test", "meta") if not (folder / name).is_file()]:
+            return (
+                f"CIFAR-100 incomplete: no {', '.join(missing)} in {folder}: run "
+                f"`python -m wconv.data.download cifar100 --root {root}` (or data.root=<where CIFAR-100 is>)"
+            )
     return None  # CIFAR-100's md5 sums are torchvision's, checked when it is read
 
 

@@ -50,6 +50,37 @@ class Training:
     changes: dict[str, Any] = field(default_factory=dict)  # config keys set for this training (a searched point)
 
 
+def check_device(plan: Plan) -> None:
+    """ConfigError when the run cannot have the device it asks for: ``device=cuda`` where CUDA is not usable, or a
+    paper-profile run that ``device=auto`` would train on a CPU (months) without a word."""
+    from wconv.config import ConfigError
+
+    device, cuda = plan.config.device, torch.cuda.is_available()
+    why = f"CUDA is not usable here ({_no_cuda_reason()})"
+    if device.startswith("cuda") and not cuda:
+        raise ConfigError(f"device={device}: {why}; use device=cpu, or run on a GPU node")
+    if device == "auto" and not cuda and plan.config.profile_name == "paper":
+        raise ConfigError(
+            f"profile=paper would train on the CPU: {why}; ask for device=cpu to do so anyway, or use profile=cpu or "
+            "profile=smoke here"
+        )
+
+
+def _no_cuda_reason() -> str:
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU build"
+    if torch.cuda.device_count() == 0:
+        return f"no GPU visible to torch {torch.__version__} (CUDA {torch.version.cuda}): no GPU, or a driver too old"
+    return f"torch {torch.__version__} built for CUDA {torch.version.cuda}"
+
+
+def describe_device(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``: the header's device."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
+
+
 def device_for(configured: str, slot: int | None = None) -> torch.device:
     """The device ``device`` asks for: ``auto`` is CUDA when usable, else the CPU; worker ``slot`` takes GPU
     ``slot % count``; under torchrun each rank takes its own GPU."""
@@ -63,14 +94,18 @@ def device_for(configured: str, slot: int | None = None) -> torch.device:
 
 
 def tracker_for(plan: Plan, run_dir: Path) -> Any:
-    """The run's tracker: W&B runs grouped by the run directory, with the run's tags and fingerprint (every process
-    of the run makes the same one, workers included), or nothing."""
+    """The run's tracker: W&B runs grouped by the run directory, with the run's tags, its resolved settings and ids
+    made of its fingerprint and its folder's random key (``run.json``: a resume keeps it, a colleague's run of the
+    same config into the same project gets another); every process of the run makes the same one, workers included.
+    Nothing with ``logger=none``."""
     logger = plan.config.logger
     if logger.name != "wandb" or not distributed.is_main():
         return NullTracker()
     c = plan.config
     tags = [c.profile_name, c.table or _task(plan), c.model.name, c.data.name, conv_of(c.density.kind, c.search.name)]
-    return WandbTracker(logger.project, run_dir.name, run_dir, plan.fingerprint, tags, logger.entity, logger.mode)
+    record = run_dir / "run.json"
+    key = plan.fingerprint + (f"-{read_json(record)['wandb_key']}" if record.is_file() else "")
+    return WandbTracker(logger.project, run_dir.name, run_dir, key, tags, logger.entity, logger.mode, plan.resolved)
 
 
 def _task(plan: Plan) -> str:
@@ -80,10 +115,13 @@ def _task(plan: Plan) -> str:
 def open_runner(
     plan: Plan, run_dir: Path, data: Any = None, slot: int | None = None, progress: bool | None = None
 ) -> Runner:
-    """A Runner for ``plan`` in ``run_dir``: its data (built here unless given), its tracker and its device (worker
-    ``slot``'s GPU). ``progress``: progress bars (default: the config's, in the main process)."""
+    """A Runner for ``plan`` in ``run_dir``: its data (built here unless given), its tracker (once the run directory
+    is claimed: ``Runner.track``) and its device (worker ``slot``'s GPU). ``progress``: progress bars (default: the
+    config's, in the main process)."""
     data = data if data is not None else wdata.build(plan.config.data.name, **plan.data_options)
-    runner = Runner(plan, run_dir, data, tracker_for(plan, run_dir), device_for(plan.config.device, slot))
+    runner = Runner(plan, run_dir, data, NullTracker(), device_for(plan.config.device, slot))
+    if (run_dir / "run.json").is_file():
+        runner.track()
     runner.progress = (plan.config.progress if progress is None else progress) and distributed.is_main()
     return runner
 
@@ -97,6 +135,10 @@ class Runner:
         self.amp = device.type == "cuda" and plan.loop.precision == "bf16"
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+
+    def track(self) -> None:
+        """Log to the run's tracker (``tracker_for``) from now on: once its directory is claimed."""
+        self.tracker = tracker_for(self.plan, self.run_dir)
 
     def changed(self, changes: dict[str, Any]) -> Runner:
         """This runner with config ``changes`` (a searched point): same run directory, data, tracker and device."""

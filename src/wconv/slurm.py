@@ -40,13 +40,26 @@ def run_slurm(
     root: Path,
     extra: list[str] | None = None,
     *,
+    search_gpus: int = 1,
+    max_running: int | None = None,
     sbatch_args: list[str] | None = None,
     timeout_s: float | None = None,
     poll_s: float = 5.0,
+    preflight_csv: Path | None = None,
+    profile: str = "paper",
 ) -> list[Path]:
-    """Run every unfinished job as one task of a SLURM job array, wait until all have ended; return every job's
-    folder (as ``sweep.run_local`` does). ``sbatch_args`` default to ``WCONV_SBATCH_ARGS``, ``timeout_s`` to
-    ``WCONV_SLURM_TIMEOUT`` (unset: no limit). Raises SlurmError naming each failed run and its log."""
+    """Run every unfinished job as a task of a SLURM job array, wait until all have ended; return every job's
+    folder (as ``sweep.run_local`` does).
+
+    Search jobs form one array whose tasks each get ``search_gpus`` GPUs in one process (``search.workers``, no
+    torchrun): the search's rounds and the final trainings go to as many workers; every other job gets one GPU.
+    Each array asks for the longest time the preflight predicts for its tasks (``preflight.predictions``; else
+    array.sbatch's 12 h), at most ``max_running`` tasks of it at once; a last job (``slurm/notice.sbatch``) writes
+    the tables and names what failed once both arrays have ended. ``sbatch_args`` (default ``WCONV_SBATCH_ARGS``)
+    come last and win; ``timeout_s`` (default ``WCONV_SLURM_TIMEOUT``) bounds the wait. Raises SlurmError naming each
+    failed run and its log."""
+    from wconv.plan import make
+
     extra = list(extra or [])
     if sbatch_args is None:
         sbatch_args = shlex.split(os.environ.get("WCONV_SBATCH_ARGS", ""))
@@ -55,27 +68,43 @@ def run_slurm(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     state_dir = Path(root) / ".slurm"
 
-    earlier = _earlier_array(state_dir)
+    earlier = _earlier_arrays(state_dir)
     if earlier:
-        log.info(f"job array {earlier}, submitted by an earlier call, is still queued or running: waiting for it")
-        _wait(earlier, {}, deadline, poll_s)
+        log.info(f"job array(s) {', '.join(earlier)}, submitted by an earlier call, still queued or running: waiting")
+        for array in earlier:
+            _wait(array, {}, deadline, poll_s)
 
-    dirs, todo = [], []
+    dirs, groups = [], {"search": [], "other": []}
     for i, job in enumerate(jobs, 1):
         cfg = sweep.compose_job(job, extra)
         path = sweep.run_dir(job, Path(root), cfg)
         dirs.append(path)
         if sweep.is_done(path, cfg):
             log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
-        else:
-            todo.append((job, path, cfg))
-    if not todo:
+            continue
+        searches = getattr(_plan_or_none(make, cfg), "searches", False)
+        groups["search" if searches and search_gpus > 1 else "other"].append((job, path, cfg))
+    if not any(groups.values()):
         log.info("every run is done: nothing to submit")
         return dirs
 
-    array = _submit([(job, path) for job, path, _ in todo], extra, state_dir, sbatch_args)
-    tasks = {f"{array}_{i}": entry for i, entry in enumerate(todo)}
-    _wait(array, {task: job.name for task, (job, _, _) in tasks.items()}, deadline, poll_s)
+    predictions = preflight_predictions(preflight_csv)
+    tasks, arrays = {}, []
+    for group, todo in groups.items():
+        if not todo:
+            continue
+        gpus = search_gpus if group == "search" else 1
+        words = [f"search.workers={gpus}"] if group == "search" else []
+        resources = _resources(todo, gpus, predictions, make)
+        array = _submit([(job, path) for job, path, _ in todo], [*extra, *words], state_dir,
+                        [*resources, *sbatch_args], max_running, nproc=1 if group == "search" else None)  # fmt: skip
+        arrays.append(array)
+        tasks.update({f"{array}_{i}": entry for i, entry in enumerate(todo)})
+    (state_dir / "array.json").write_text(json.dumps({"jobs": arrays}) + "\n")
+    _notice(profile, arrays, root, state_dir, sbatch_args)
+    names = {task: job.name for task, (job, _, _) in tasks.items()}
+    for array in arrays:
+        _wait(array, names, deadline, poll_s)
 
     failed = []
     for task, (job, path, cfg) in tasks.items():
@@ -87,12 +116,75 @@ def run_slurm(
         failed.append(f"{job.name} (task {task}, {_final_state(task)}, log {log_file})")
     if failed:
         raise SlurmError(f"{len(failed)} of {len(tasks)} SLURM runs failed: {'; '.join(failed)}")
-    log.info(f"job array {array}: all {len(tasks)} runs done")
+    log.info(f"job array(s) {', '.join(arrays)}: all {len(tasks)} runs done")
     return dirs
 
 
-def _submit(todo: list[tuple[sweep.Job, Path]], extra: list[str], state_dir: Path, sbatch_args: list[str]) -> str:
-    """Write the override lines and submit them as one array; return its job id."""
+def _plan_or_none(make, cfg):
+    from wconv.config import ConfigError
+
+    try:
+        return make(cfg)
+    except ConfigError:  # its task will fail with the reason, as the run would
+        return None
+
+
+def preflight_predictions(path: Path | None = None) -> tuple[dict[str, dict[str, str]], bool]:
+    """The preflight's rows by job (``path``, or the newest GPU CSV under results/preflight, or cpu.csv's H100
+    predictions) and whether they are one H100's predictions rather than measurements on the GPU used."""
+    from wconv import preflight
+
+    folder = REPO / "results" / "preflight"
+    if path is None:
+        gpu = sorted((p for p in folder.glob("*.csv") if p.stem != "cpu"), key=lambda p: p.stat().st_mtime)
+        path = gpu[-1] if gpu else folder / "cpu.csv"
+    rows = preflight.read_csv(path)
+    return rows, Path(path).stem == "cpu"
+
+
+def _resources(todo: list, gpus: int, predictions: tuple[dict, bool], make) -> list[str]:
+    """sbatch options of one array: its GPUs and CPUs, and the longest predicted time of its tasks."""
+    from wconv import preflight
+
+    options = [f"--gres=gpu:{gpus}", f"--cpus-per-task={8 * gpus}"] if gpus > 1 else []
+    rows, h100 = predictions
+    seconds = []
+    for job, _, cfg in todo:
+        plan = _plan_or_none(make, cfg)
+        if plan is None or job.name not in rows:
+            log.info(f"{job.name}: no preflight prediction (make preflight PROFILE=...): array.sbatch's time limit")
+            return options
+        costs = preflight.Costs.from_row(rows[job.name], h100=h100)
+        seconds.append(preflight.predict(plan, costs, workers=gpus if plan.searches else 1)["wall_s"])
+    limit = preflight.slurm_time(max(seconds))
+    log.info(f"time limit {limit} (the preflight's{' H100' if h100 else ''} prediction for the longest task)")
+    return [*options, f"--time={limit}"]
+
+
+def _notice(profile: str, arrays: list[str], root: Path, state_dir: Path, sbatch_args: list[str]) -> None:
+    """A last job, once every array has ended: the tables, and which tasks did not complete (slurm/notice.sbatch)."""
+    script = REPO / "slurm" / "notice.sbatch"
+    resources = [a for a in sbatch_args if a.startswith(("--partition", "--account", "--qos", "-p", "-A"))]
+    command = ["sbatch", "--parsable", f"--dependency=afterany:{':'.join(arrays)}", "--kill-on-invalid-dep=yes",
+               *resources, f"--output={state_dir.resolve()}/notice-%j.out", str(script), profile,
+               str(Path(root).resolve()), *arrays]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        log.warning(f"the notice job was not submitted ({done.stderr.strip()}); the arrays run all the same")
+    else:
+        log.info(f"notice job {done.stdout.strip()} writes the tables once the arrays end ({state_dir}/notice-*.out)")
+
+
+def _submit(
+    todo: list[tuple[sweep.Job, Path]],
+    extra: list[str],
+    state_dir: Path,
+    sbatch_args: list[str],
+    max_running: int | None = None,
+    nproc: int | None = None,
+) -> str:
+    """Write the override lines and submit them as one array (at most ``max_running`` tasks at once; ``nproc``:
+    WCONV_NPROC for its tasks); return its job id."""
     lines = []
     for job, path in todo:
         words = [*job.overrides, *extra, f"hydra.run.dir={path.resolve()}"]
@@ -103,11 +195,15 @@ def _submit(todo: list[tuple[sweep.Job, Path]], extra: list[str], state_dir: Pat
             )
         lines.append(" ".join(words))
     state_dir.mkdir(parents=True, exist_ok=True)
-    overrides = (state_dir / f"overrides-{time.strftime('%Y%m%d-%H%M%S')}.txt").resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    overrides = (state_dir / f"overrides-{stamp}-{len(list(state_dir.glob('overrides-*')))}.txt").resolve()
     overrides.write_text("".join(f"{line}\n" for line in lines))
-    command = ["sbatch", "--parsable", *sbatch_args, f"--array=0-{len(lines) - 1}"]
+    cap = f"%{max_running}" if max_running else ""
+    command = ["sbatch", "--parsable", *sbatch_args, f"--array=0-{len(lines) - 1}{cap}"]
     command += [f"--output={state_dir.resolve()}/%A_%a.out", str(ARRAY_SCRIPT), str(overrides)]
     env = dict(os.environ)
+    if nproc is not None:
+        env["WCONV_NPROC"] = str(nproc)  # one process with its workers, not torchrun over the GPUs
     if (Path(sys.prefix) / "bin" / "activate").exists():
         env.setdefault("WCONV_VENV", sys.prefix)  # the jobs run this Python's venv, as submitit's would
     try:
@@ -119,18 +215,17 @@ def _submit(todo: list[tuple[sweep.Job, Path]], extra: list[str], state_dir: Pat
         hint = "; on a cluster without GPUs set WCONV_SBATCH_ARGS='--gres=none ...'" if "gres" in reason else ""
         raise SlurmError(f"sbatch refused the job array ({' '.join(command)}): {reason}{hint}")
     array = done.stdout.strip().split(";")[0]
-    (state_dir / "array.json").write_text(json.dumps({"job": array, "overrides": str(overrides)}) + "\n")
     log.info(f"submitted job array {array}: {len(lines)} runs, logs {state_dir}/{array}_<task>.out")
     return array
 
 
-def _earlier_array(state_dir: Path) -> str | None:
-    """The array an earlier call submitted here, if it still has tasks queued or running."""
+def _earlier_arrays(state_dir: Path) -> list[str]:
+    """The arrays an earlier call submitted here that still have tasks queued or running."""
     record = state_dir / "array.json"
     if not record.exists():
-        return None
-    array = json.loads(record.read_text())["job"]
-    return array if _queued(array) else None
+        return []
+    recorded = json.loads(record.read_text())
+    return [array for array in recorded.get("jobs", [recorded.get("job")]) if array and _queued(array)]
 
 
 def _queued(array: str) -> dict[str, str] | None:

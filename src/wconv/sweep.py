@@ -113,6 +113,20 @@ def checked_job(job: Job, extra: list[str] | None = None) -> DictConfig:
     return cfg
 
 
+def missing_data(jobs: list[Job], configs: list[DictConfig]) -> list[str]:
+    """One line per dataset the jobs need and do not find (with the command that downloads it), naming how many
+    jobs need it; [] when every job's data is there."""
+    from wconv.plan import make
+    from wconv.preflight import check_data
+
+    problems: dict[str, list[str]] = {}
+    for job, cfg in zip(jobs, configs, strict=True):
+        if problem := check_data(make(cfg)):
+            problems.setdefault(problem, []).append(job.name)
+    return [f"{problem} ({len(names)} job(s): {', '.join(names[:3])}{'...' if len(names) > 3 else ''})"
+            for problem, names in problems.items()]  # fmt: skip
+
+
 def epochs_of(cfg: DictConfig) -> int:
     """The training epochs a run's config asks for: its search evaluations and its final trainings."""
     from wconv.plan import make
@@ -127,10 +141,15 @@ def run_dir(job: Job, root: Path, cfg: DictConfig) -> Path:
 
 def is_done(path: Path, cfg: DictConfig) -> bool:
     """Whether the run in ``path`` has finished what ``cfg`` asks (its seeds, search budget, arms and budgets)."""
+    from wconv.config import ConfigError
     from wconv.plan import make
     from wconv.stages import finished
 
-    return finished(path, make(cfg)) is not None
+    try:
+        plan = make(cfg)
+    except ConfigError:  # it cannot run: not done (its training will say why)
+        return False
+    return finished(path, plan) is not None
 
 
 def run_local(

@@ -27,7 +27,7 @@ from wconv import data as wdata
 from wconv import distributed, parallel, stages
 from wconv.config import ConfigError
 from wconv.plan import Plan, make
-from wconv.runner import Runner, open_runner
+from wconv.runner import Runner, check_device, describe_device, open_runner
 from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.provenance import provenance
@@ -41,6 +41,7 @@ def run(cfg: DictConfig | dict[str, Any], run_dir: Path, overrides: list[str] | 
     """Validate, resume or start the run in ``run_dir``: search, final trainings, ``result.json``. One process at a
     time per run directory (``RunLock``); every check that can fail comes before the first write."""
     plan = make(cfg)
+    check_device(plan)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"the run directory {run_dir} is a file: choose another hydra.run.dir")
     check_run_dir(run_dir, plan.resolved)  # before anything is built or written
@@ -62,12 +63,13 @@ def run(cfg: DictConfig | dict[str, Any], run_dir: Path, overrides: list[str] | 
                 stack.enter_context(RunLock(run_dir))
             claim_run_dir(run_dir, plan.resolved, provenance(overrides))
             stack.enter_context(log_file(run_dir / "train.log"))
+            runner.track()
         distributed.barrier()
         return _run(plan, runner)
 
 
 def _run(plan: Plan, runner: Runner) -> float:
-    log.info(plan.header(runner.data.sizes))
+    log.info(plan.header(runner.data.sizes, describe_device(runner.device)))
     if runner.data.fabricated:
         log.warning("the data are FABRICATED stand-ins (a rehearsal): no table will be made from this run")
     if distributed.is_distributed():
@@ -158,8 +160,8 @@ def main(cfg: DictConfig) -> float:
     try:
         return run(cfg, run_dir, list(hydra_cfg.overrides.task))
     except StopRequested as stop:
-        if callable(handler := previous.get(stop.signum)):
-            handler(stop.signum, None)
+        if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
+            handler(stop.signum, None)  # submitit's USR2 handler requeues its job
         fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
     except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed) as err:
         fail(f"error: {_one_line(err)}", 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ def claim_run_dir(run_dir: Path, cfg: DictConfig | dict[str, Any], start: dict[s
     old = check_run_dir(run_dir, cfg)
     ident = identity(cfg)
     starts = (old or {}).get("starts", []) + [start]
-    write_json(run_dir / "run.json", {"fingerprint": fingerprint(ident), "identity": ident, "starts": starts})
+    key = (old or {}).get("wandb_key") or secrets.token_hex(4)  # this folder's, kept on resume (W&B ids)
+    record = {"fingerprint": fingerprint(ident), "identity": ident, "wandb_key": key, "starts": starts}
+    write_json(run_dir / "run.json", record)
     if old is None:
         plain = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))

@@ -9,6 +9,7 @@ directory, all grouped by the run directory (one search).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("wconv.train")
+_TOLD_OFFLINE: set[Path] = set()
 # Summaries W&B keeps per metric: the best value of the run, not the last one.
 SUMMARIES = {"train_loss": "min", "val_loss": "min", "val_acc1": "max", "val_acc5": "max", "val_psnr": "max"}
 
@@ -91,6 +94,7 @@ class WandbTracker:
         tags: list[str],
         entity: str | None = None,
         mode: str = "auto",
+        settings: dict | None = None,
     ) -> None:
         self.project, self.group, self.dir, self.key, self.tags, self.entity = (
             project,
@@ -100,9 +104,16 @@ class WandbTracker:
             tags,
             entity,
         )
+        self.settings = settings or {}  # the run's resolved config: the summary run's, to filter and group on
         self.mode = os.environ.get("WANDB_MODE") or (
             mode if mode != "auto" else ("online" if _has_api_key() else "offline")
         )
+        if self.mode == "offline" and self.dir not in _TOLD_OFFLINE:  # once per run directory and process
+            _TOLD_OFFLINE.add(self.dir)
+            log.info(
+                f"W&B is offline (no API key, or WANDB_MODE=offline): runs are written under {self.dir / 'wandb'}; "
+                f"upload them later with: wandb sync {self.dir / 'wandb'}/offline-run-*"
+            )
 
     def _init(self, name: str, job_type: str, config: dict) -> Any:
         import wandb
@@ -142,7 +153,7 @@ class WandbTracker:
         density and the final means as its summary, and the records as an artifact."""
         import wandb
 
-        run = self._init("summary", "summary", {"name": result.get("name")})
+        run = self._init("summary", "summary", self.settings or {"name": result.get("name")})
         if evaluations:
             columns = ["index", *den_scalars(evaluations[0]["den"]), "objective", "status", "best_so_far"]
             table, best = wandb.Table(columns=columns), float("inf")
