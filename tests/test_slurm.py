@@ -378,3 +378,32 @@ def test_train_sbatch_runs_one_training_data_parallel(real_env, jobs, tmp_path):
     assert (run_dir / "train.log").read_text().count("data-parallel over 2 processes (gloo)") == 1
     result = json.loads((run_dir / "result.json").read_text())
     assert result["best_den"] == [0.7] and result["variants"]["weighted"]["seeds"]["0"]["status"] == "ok"
+
+
+@pytest.mark.timeout(300)
+def test_run_slurm_gives_a_search_job_its_gpus_in_one_process(real_env, tmp_path, monkeypatch):
+    """--search-gpus: a search job is a task of its own array, one process (WCONV_NPROC=1: no torchrun) whose
+    search.workers train the search's rounds and the final trainings; a job that does not search stays apart."""
+    from wconv import sweep
+    from wconv.slurm import run_slurm
+
+    for key in ("SLURM_CONF", "WANDB_MODE", "OMP_NUM_THREADS", "WCONV_VENV"):
+        if key in real_env:
+            monkeypatch.setenv(key, real_env[key])
+    monkeypatch.delenv("WCONV_TRAIN_CMD", raising=False)
+    jobs = [sweep.Job("search", ("search=direct_l", "search.max_evals=3")), sweep.Job("standard", ())]
+    options = {"sbatch_args": ["--gres=none", "--cpus-per-task=2", "--mem=3G", "--time=10"], "poll_s": 0.5}
+    root = tmp_path / "runs"
+    try:
+        dirs = run_slurm(jobs, root, TINY, search_gpus=2, timeout_s=250, **options)
+    finally:
+        record = root / ".slurm" / "array.json"
+        if record.exists():
+            subprocess.run(["scancel", *json.loads(record.read_text())["jobs"]], env=real_env, timeout=30)
+    arrays = json.loads((root / ".slurm" / "array.json").read_text())["jobs"]
+    assert len(arrays) == 2  # the search's array and the other's
+    search_log = (root / ".slurm" / f"{arrays[0]}_0.out").read_text()
+    assert "search.workers=2" in search_log and "torchrun" not in search_log
+    rows = [json.loads(line) for line in (dirs[0] / "evaluations.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all("round" in r for r in rows)  # the batched search: its workers
+    assert json.loads((dirs[1] / "result.json").read_text())["density"] == "standard"
