@@ -136,7 +136,7 @@ class Dimension(_Group):
 
 class Submitit(_Group):
     cluster: Literal["local", "slurm", "debug"] | None = None
-    timeout_min: Count = 720
+    timeout_min: Count | None = None  # None: the preflight's prediction for one evaluation, else 720
     gpus_per_node: Annotated[int, Field(ge=0)] | None = 1
     cpus_per_task: Count | None = 8
     mem_gb: Positive | None = 32

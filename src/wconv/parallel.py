@@ -30,6 +30,7 @@ from wconv.search import Evaluation
 
 log = logging.getLogger("wconv.parallel")
 
+DEFAULT_JOB_MINUTES = 720  # a submitit job's time when the preflight has no prediction for the run
 MAX_LOSSES = 3  # a point whose worker is lost this many times stops the search: something kills it
 
 Evaluate = Callable[[int, list[float]], Evaluation]
@@ -256,6 +257,11 @@ def started(plan: Plan, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorker
         return
     if s.launcher == "submitit":
         parameters = s.submitit.model_dump()
+        if parameters["timeout_min"] is None:  # a job per evaluation: as long as the preflight says one needs
+            from wconv.preflight import evaluation_minutes
+
+            parameters["timeout_min"] = evaluation_minutes(plan) or DEFAULT_JOB_MINUTES
+            log.info(f"each evaluation's job asks for {parameters['timeout_min']} minutes")
         pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, s.workers, run_dir / "submitit", parameters)
     else:
         device = plan.config.device

@@ -42,11 +42,11 @@ REAL_SIZES = {  # the real datasets' splits (val_fraction 0.1): what a predictio
     "div2k": {"train": 720, "val": 80, "test": 100},
 }
 COLUMNS = [
-    "job", "device", "fabricated", "model", "data", "conv", "kernel", "batch", "steps_per_epoch", "step_s",
-    "flops_per_step", "peak_mem_gib", "device_mem_gib", "data_s", "val_pass_s", "test_pass_s", "ckpt_mib", "ckpt_s",
-    "evaluations", "workers", "rounds", "train_epochs", "final_trainings", "final_epochs", "eval_hours",
-    "predicted_hours", "gpu_hours", "slurm_time", "h100_step_s", "h100_eval_hours", "h100_predicted_hours",
-    "h100_slurm_time", "status",
+    "job", "fingerprint", "device", "fabricated", "model", "data", "conv", "kernel", "batch", "steps_per_epoch",
+    "step_s", "flops_per_step", "peak_mem_gib", "device_mem_gib", "node_mem_gib", "data_s", "val_pass_s",
+    "test_pass_s", "ckpt_mib", "ckpt_s", "evaluations", "workers", "rounds", "train_epochs", "final_trainings",
+    "final_epochs", "eval_hours", "predicted_hours", "gpu_hours", "slurm_time", "h100_step_s", "h100_eval_hours",
+    "h100_predicted_hours", "h100_slurm_time", "status",
 ]  # fmt: skip
 
 
@@ -72,6 +72,8 @@ class Measure:
     ckpt_mib: float
     ckpt_s: float
     fabricated: bool
+    host_gib: float = 0.0  # the process and its data, in host memory: what every job's process holds
+    data_gib: float = 0.0  # the decoded data alone (one copy per node: wconv.data.images.decoded)
     sizes: dict[str, int] = field(default_factory=dict)
     steps_per_epoch: int = 0
 
@@ -217,7 +219,9 @@ def rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def measure(plan: Plan, data: Any, data_s: float, device: torch.device, options: Options, base: int = 0) -> Measure:
+def measure(
+    plan: Plan, data: Any, data_s: float, device: torch.device, options: Options, base: int = 0, data_bytes: int = 0
+) -> Measure:
     """Time K training steps at the plan's batch (after one warm-up step), one validation batch, one test
     example, a checkpoint round trip; count a step's FLOPs; the peak memory of it all: CUDA's peak allocation, or on
     a CPU ``base`` (the process and its data) plus the resident memory this measurement adds at its peak."""
@@ -302,6 +306,8 @@ def measure(plan: Plan, data: Any, data_s: float, device: torch.device, options:
         ckpt_mib=ckpt_mib,
         ckpt_s=ckpt_s,
         fabricated=data.fabricated,
+        host_gib=(base if device.type == "cuda" else base + memory.peak - before) / 2**30,
+        data_gib=data_bytes / 2**30,
         sizes=REAL_SIZES.get(c.data.name, data.sizes) if data.fabricated else dict(data.sizes),
         steps_per_epoch=steps,
     )
@@ -416,6 +422,27 @@ def critical_path(hours: list[float], gpus: int) -> float:
     return max(loads) if loads else 0.0
 
 
+def predictions(path: Path | None = None) -> tuple[dict[str, dict[str, str]], bool]:
+    """The preflight's rows by run fingerprint (``path``, or the newest GPU CSV under results/preflight, else
+    cpu.csv) and whether their times are to be read as one H100's predictions (cpu.csv's) rather than measurements
+    on the GPU the jobs will use."""
+    folder = Path(__file__).resolve().parents[2] / "results" / "preflight"
+    if path is None:
+        gpu = sorted((p for p in folder.glob("*.csv") if p.stem != "cpu"), key=lambda p: p.stat().st_mtime)
+        path = gpu[-1] if gpu else folder / "cpu.csv"
+    rows = {row.get("fingerprint") or name: row for name, row in read_csv(path).items()}
+    return rows, Path(path).stem == "cpu"
+
+
+def evaluation_minutes(plan: Plan) -> int | None:
+    """Minutes one search evaluation of ``plan`` needs by the preflight (x1.25 + 10), or None when it has none."""
+    rows, h100 = predictions()
+    if plan.fingerprint not in rows:
+        return None
+    seconds = predict(plan, Costs.from_row(rows[plan.fingerprint], h100=h100), workers=1)["eval_s"]
+    return math.ceil((1.25 * seconds + 600) / 60)
+
+
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
     """A preflight CSV by job name ({} when absent)."""
     if not Path(path).is_file():
@@ -451,6 +478,7 @@ def row(job: str, plan: Plan, m: Measure, device: torch.device) -> dict[str, Any
     c = plan.config
     return {
         "job": job,
+        "fingerprint": plan.fingerprint,  # the run's: wconv.slurm and the submitit workers find their times by it
         "device": device_name(device),
         "fabricated": m.fabricated,
         "model": c.model.name,
@@ -463,6 +491,9 @@ def row(job: str, plan: Plan, m: Measure, device: torch.device) -> dict[str, Any
         "flops_per_step": f"{m.flops_per_step:.4g}",
         "peak_mem_gib": f"{m.peak_mem_gib:.3g}",
         "device_mem_gib": f"{device_memory_gib(device):.3g}",
+        # the node's host memory with the search's workers: one copy of the data, a process (and on a CPU its
+        # step's memory) per worker beside the run's own
+        "node_mem_gib": f"{m.host_gib + (here['workers'] > 1) * here['workers'] * (m.host_gib - m.data_gib):.3g}",
         "data_s": f"{m.data_s:.3g}",
         "val_pass_s": f"{here['val_pass_s']:.4g}",
         "test_pass_s": f"{here['test_pass_s']:.4g}",
@@ -529,7 +560,7 @@ def run(jobs: list, extra: list[str], device: torch.device, options: Options, ou
             if (shape := shape_key(plan)) not in shapes:
                 print(f"[{i}/{len(jobs)}] {job.name}: measuring {options.steps} steps of batch "
                       f"{plan.config.train.batch_size}", flush=True)  # fmt: skip
-                shapes[shape] = measure(plan, data, data_s, device, options, base=process + data_bytes)
+                shapes[shape] = measure(plan, data, data_s, device, options, process + data_bytes, data_bytes)
         except wdata.DataError as err:
             failed.append(f"{job.name}: {' '.join(str(err).split())}")
             continue

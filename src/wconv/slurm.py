@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from wconv import sweep
+from wconv import preflight, sweep
 
 log = logging.getLogger("wconv.slurm")
 
@@ -88,7 +88,7 @@ def run_slurm(
         log.info("every run is done: nothing to submit")
         return dirs
 
-    predictions = preflight_predictions(preflight_csv)
+    predictions = preflight.predictions(preflight_csv)
     tasks, arrays = {}, []
     for group, todo in groups.items():
         if not todo:
@@ -129,32 +129,17 @@ def _plan_or_none(make, cfg):
         return None
 
 
-def preflight_predictions(path: Path | None = None) -> tuple[dict[str, dict[str, str]], bool]:
-    """The preflight's rows by job (``path``, or the newest GPU CSV under results/preflight, or cpu.csv's H100
-    predictions) and whether they are one H100's predictions rather than measurements on the GPU used."""
-    from wconv import preflight
-
-    folder = REPO / "results" / "preflight"
-    if path is None:
-        gpu = sorted((p for p in folder.glob("*.csv") if p.stem != "cpu"), key=lambda p: p.stat().st_mtime)
-        path = gpu[-1] if gpu else folder / "cpu.csv"
-    rows = preflight.read_csv(path)
-    return rows, Path(path).stem == "cpu"
-
-
 def _resources(todo: list, gpus: int, predictions: tuple[dict, bool], make) -> list[str]:
     """sbatch options of one array: its GPUs and CPUs, and the longest predicted time of its tasks."""
-    from wconv import preflight
-
     options = [f"--gres=gpu:{gpus}", f"--cpus-per-task={8 * gpus}"] if gpus > 1 else []
     rows, h100 = predictions
     seconds = []
     for job, _, cfg in todo:
         plan = _plan_or_none(make, cfg)
-        if plan is None or job.name not in rows:
+        if plan is None or plan.fingerprint not in rows:
             log.info(f"{job.name}: no preflight prediction (make preflight PROFILE=...): array.sbatch's time limit")
             return options
-        costs = preflight.Costs.from_row(rows[job.name], h100=h100)
+        costs = preflight.Costs.from_row(rows[plan.fingerprint], h100=h100)
         seconds.append(preflight.predict(plan, costs, workers=gpus if plan.searches else 1)["wall_s"])
     limit = preflight.slurm_time(max(seconds))
     log.info(f"time limit {limit} (the preflight's{' H100' if h100 else ''} prediction for the longest task)")
