@@ -389,7 +389,8 @@ def controls(runs: list[Run]) -> Figure:
     """The convs side by side: each row's paired difference with the standard conv of its group (same seeds),
     mean ± standard error; better than standard to the right."""
     groups = _control_groups(runs)
-    fig, axes = _grid(len(groups), max_cols=3, width=3.6, height=2.4)
+    rows = max(len(entries) for entries in groups.values())  # a bar's height the same in every panel
+    fig, axes = _grid(len(groups), max_cols=3, width=4.2, height=0.9 + 0.28 * rows)
     for ax, (name, entries) in zip(axes, sorted(groups.items()), strict=True):
         base = next((run, v) for run, v in entries if v == "standard")
         metric = _metric_of(base[0])
@@ -403,7 +404,7 @@ def controls(runs: list[Run]) -> Figure:
                 bars.append((run.conv(variant), sign * diff["mean"], diff["sem"] or 0.0, diff.get("p_value")))
         y = np.arange(len(bars))
         ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], color=[variants.colour(b[0]) for b in bars])
-        ax.set_yticks(y, [b[0] + ("" if b[3] is None else f"\n(p={b[3]:.2g})") for b in bars])
+        ax.set_yticks(y, [b[0] + ("" if b[3] is None else f", p={b[3]:.2g}") for b in bars])
         ax.axvline(0, color="k", lw=0.8)
         ax.invert_yaxis()
         what = f"{'standard - conv' if sign < 0 else 'conv - standard'}, {metric}"
