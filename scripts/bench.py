@@ -6,7 +6,6 @@ scaled up: an estimate; `standard_repeat` is a second standard run, the noise fl
 --efficiency, results/bench/efficiency.csv: whole epochs (validation, checkpoints, logging) over training steps.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -15,10 +14,11 @@ import pandas as pd
 import torch
 
 from wconv.bench import EFFICIENCY_CASES, EPOCH_CASES, epoch_efficiency, epoch_seconds, layer_cases, model_cases, run
+from wconv.cli_checks import OneLineParser
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (median taken)")
     parser.add_argument("--no-models", action="store_true", help="time single layers only")

@@ -9,7 +9,6 @@ python scripts/bench_workers.py --same-threads       # workers=1 on one worker's
 python scripts/bench_workers.py --slurm --repeats 1  # workers > 1 as SLURM jobs (SLURM_CONF: scripts/slurm-cluster)
 """
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -19,6 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from wconv import parallel, stages
+from wconv.cli_checks import OneLineParser
 from wconv.parallel import cores
 from wconv.plan import make
 from wconv.runner import open_runner
@@ -38,7 +38,7 @@ def time_search(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, default=12, help="search.max_evals")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3, help="runs per worker count (the median is shown)")

@@ -4,13 +4,13 @@ A round runs up to N points of one batch side by side, so a batch of b points ta
 are the test problems of tests/test_direct.py; the per-division column is the mode that repeats NLopt exactly.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from direct_problems import PROBLEMS, nlopt_points  # noqa: E402
 
+from wconv.cli_checks import OneLineParser
 from wconv.direct import minimize  # noqa: E402
 
 WORKERS = (1, 2, 4, 8)
@@ -22,7 +22,7 @@ def on_batches(f):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, nargs="+", default=[20, 50], help="evaluation budgets")
     args = parser.parse_args()
     print(

@@ -6,18 +6,18 @@ backend is involved: figures are drawn with matplotlib's object-oriented API and
 backend.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from wconv import profiles
+from wconv.cli_checks import OneLineParser
 from wconv.reporting.collect import no_runs
 from wconv.reporting.figures import make_all
 from wconv.sweep import runs_root
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--profile", choices=profiles.names(), default="smoke", help="sets the defaults of --runs and --out"
     )

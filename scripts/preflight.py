@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from wconv import preflight, profiles, sweep
+from wconv.cli_checks import OneLineParser
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--profile", choices=profiles.names(), default="paper")
     parser.add_argument("--match", action="append", default=[], help="only jobs whose name contains this (repeatable)")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per job, after a warm-up step")

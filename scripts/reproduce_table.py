@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 from wconv import profiles, sweep
+from wconv.cli_checks import OneLineParser
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--profile", choices=profiles.names(), default="smoke", help="a file of configs/profile/")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
     parser.add_argument("--root", type=Path, default=None, help="where the runs live (default: sweep.runs_root)")
@@ -67,8 +68,12 @@ def main() -> int:
         print(f"{len(jobs)} runs, {total} training epochs in all")
         return 0
     start = time.perf_counter()
+    failed = None
     if args.launcher == "local":
-        sweep.run_local(jobs, root, extra)
+        try:
+            sweep.run_local(jobs, root, extra)
+        except sweep.SweepError as err:  # the other runs ran: their tables are written all the same
+            failed = err
     else:
         from wconv.slurm import SlurmError, run_slurm
 
@@ -83,6 +88,9 @@ def main() -> int:
     for path in write_tables(root, out):
         print(f"wrote {path}")
     print(f"reproduce-table ({args.profile}, {args.launcher}): {time.perf_counter() - start:.0f} s")
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

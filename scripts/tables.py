@@ -4,18 +4,18 @@ Reads records only (result.json, config.yaml, trainings/); never trains. Writes 
 whose records cannot be read is skipped with a warning; no runs directory, or no finished run in it, is an error.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from wconv import profiles
+from wconv.cli_checks import OneLineParser
 from wconv.reporting import write_tables
 from wconv.reporting.collect import no_runs
 from wconv.sweep import runs_root
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--profile", choices=profiles.names(), default="smoke", help="sets the defaults of --runs and --out"
     )

@@ -3,7 +3,9 @@ key or a malformed override into a sentence that says what to do, and validate e
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -67,3 +69,10 @@ def check_overrides(argv: list[str]) -> tuple[str | None, Path | None]:
     finally:
         GlobalHydra.instance().clear()
     return None, run_dir
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the scripts: a bad argument is one line (``error: ...``) and exit status 2, not usage and error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")

@@ -25,7 +25,7 @@ from wconv.plan import Plan
 from wconv.search import Evaluation
 from wconv.tracking.identity import conv_of
 from wconv.tracking.progress import EpochLog
-from wconv.tracking.records import load_checkpoint, read_json, write_json
+from wconv.tracking.records import DamagedRecord, load_checkpoint, read_json, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
 from wconv.training import TrainResult, evaluate, train
 from wconv.variants import ARMS
@@ -246,7 +246,10 @@ class Runner:
         info = self.run_dir / "checkpoints" / f"{BEST_EVAL}.json"
         if not info.exists():
             return None
-        record = read_json(info)
+        try:
+            record = read_json(info)
+        except DamagedRecord:
+            return None  # the best evaluation's seed is trained again
         state = load_checkpoint(self.run_dir / "checkpoints" / BEST_EVAL)
         ok = record["den"] == den and state is not None and state["epoch"] == self.plan.config.train.epochs
         return record if ok else None

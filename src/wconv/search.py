@@ -119,8 +119,19 @@ def direct_l(
 
 
 def recorded(record: Path) -> dict[int, dict]:
-    """The finished evaluations of ``record`` by index (a batched search writes them in the order they finish)."""
-    return {int(row["index"]): row for row in read_jsonl(record)}
+    """The finished evaluations of ``record`` by index (a batched search writes them in the order they finish); a
+    damaged line is set aside (``read_jsonl``) and its evaluation trained again."""
+    return {int(row["index"]): row for row in read_jsonl(record, valid=is_evaluation)}
+
+
+def is_evaluation(row: dict) -> bool:
+    """Whether a record line holds what replaying an evaluation needs."""
+    return (
+        isinstance(row.get("index"), int)
+        and isinstance(row.get("den"), list)
+        and isinstance(row.get("objective"), (int, float, str))
+        and row.get("status") in ("ok", "diverged", "failed")
+    )
 
 
 def replay(row: dict, den: list[float], record: Path) -> dict:

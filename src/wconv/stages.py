@@ -21,7 +21,7 @@ from wconv import distributed, stats
 from wconv.plan import Plan
 from wconv.runner import Runner, Training
 from wconv.search import Evaluation, direct_l, direct_l_batched
-from wconv.tracking.records import read_json, write_json
+from wconv.tracking.records import DamagedRecord, read_json, set_aside, write_json
 from wconv.training import TrainResult
 from wconv.variants import Variant, split_budget
 
@@ -119,10 +119,8 @@ def final(runner: Runner, variants: list[Variant], workers: Any = None) -> dict[
     pending = []
     for v, t in trainings:
         path = runner.run_dir / "trainings" / f"{t.name}.json"
-        if path.exists() and read_json(path)["den"] != t.den:  # a larger search budget found another density
-            log.info(
-                f"{t.name}: recorded for den={read_json(path)['den']}, the search now gives {t.den}: training again"
-            )
+        if (old := recorded_training(path)) is not None and old["den"] != t.den:  # a larger search, another density
+            log.info(f"{t.name}: recorded for den={old['den']}, the search now gives {t.den}: training again")
             path.unlink()
             (runner.run_dir / "checkpoints" / f"{t.name}.pt").unlink(missing_ok=True)
         if path.exists():
@@ -144,6 +142,21 @@ def final(runner: Runner, variants: list[Variant], workers: Any = None) -> dict[
             _record(runner, *pending[index], res, time.time() - seconds)
     records = {t.name: read_json(runner.run_dir / "trainings" / f"{t.name}.json") for _, t in trainings}
     return summarise(runner.plan, variants, records)
+
+
+def recorded_training(path: Path) -> dict[str, Any] | None:
+    """The record of a final training, or None when it has none; a damaged one is set aside (and trained again)."""
+    if not path.exists() or not distributed.is_main():
+        return read_json(path) if path.exists() else None
+    try:
+        record = read_json(path)
+    except DamagedRecord:
+        set_aside(path, "is damaged (not valid JSON)")
+        return None
+    if not isinstance(record, dict) or not {"den", "status", "test", "seconds_per_step"} <= set(record):
+        set_aside(path, "is damaged (not a training's record)")
+        return None
+    return record
 
 
 def _record(runner: Runner, v: Variant, t: Training, res: TrainResult, started: float) -> None:

@@ -144,12 +144,12 @@ def is_done(path: Path, cfg: DictConfig) -> bool:
     from wconv.config import ConfigError
     from wconv.plan import make
     from wconv.stages import finished
+    from wconv.tracking.records import DamagedRecord
 
     try:
-        plan = make(cfg)
-    except ConfigError:  # it cannot run: not done (its training will say why)
+        return finished(path, make(cfg)) is not None
+    except (ConfigError, DamagedRecord):  # it cannot run, or its result is damaged: its training will say so
         return False
-    return finished(path, plan) is not None
 
 
 def run_local(
@@ -158,18 +158,35 @@ def run_local(
     extra: list[str] | None = None,
     train: Callable[[DictConfig, Path], float] | None = None,
 ) -> list[Path]:
-    """Run every unfinished job in this process, one after the other; return all the jobs' folders."""
+    """Run every unfinished job in this process, one after the other; return all the jobs' folders. A job that
+    cannot go on (a damaged record, its data, another process on its folder) is one error line and the others run;
+    SweepError then names them all."""
+    from wconv.config import ConfigError
+    from wconv.data import DataError
+    from wconv.tracking.identity import RecordMismatch
+    from wconv.tracking.lock import RunLocked
+    from wconv.tracking.records import DamagedRecord
     from wconv.train import run
 
     train = train or run
-    dirs = []
+    dirs, failed = [], []
     for i, job in enumerate(jobs, 1):
         cfg = compose_job(job, extra)
         path = run_dir(job, root, cfg)
         dirs.append(path)
-        if is_done(path, cfg):
-            log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
-            continue
-        log.info(f"[{i}/{len(jobs)}] {job.name} -> {path}")
-        train(cfg, path)
+        try:
+            if is_done(path, cfg):
+                log.info(f"[{i}/{len(jobs)}] {job.name}: done already ({path})")
+                continue
+            log.info(f"[{i}/{len(jobs)}] {job.name} -> {path}")
+            train(cfg, path)
+        except (ConfigError, DamagedRecord, DataError, RecordMismatch, RunLocked) as err:
+            log.error(f"error: {job.name}: {' '.join(str(err).split())}")
+            failed.append(job.name)
+    if failed:
+        raise SweepError(f"{len(failed)} of {len(jobs)} run(s) could not go on: {', '.join(failed)} (see above)")
     return dirs
+
+
+class SweepError(RuntimeError):
+    """Some runs of the matrix could not go on; the others ran. The message names them."""

@@ -31,7 +31,7 @@ from wconv.runner import Runner, check_device, describe_device, open_runner
 from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.provenance import provenance
-from wconv.tracking.records import read_jsonl, write_json
+from wconv.tracking.records import DamagedRecord, read_jsonl, write_json
 from wconv.training import StopRequested, request_stop
 
 log = logging.getLogger("wconv.train")
@@ -163,7 +163,7 @@ def main(cfg: DictConfig) -> float:
         if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
             handler(stop.signum, None)  # submitit's USR2 handler requeues its job
         fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
-    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed) as err:
+    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed, DamagedRecord) as err:
         fail(f"error: {_one_line(err)}", 2)
     except KeyboardInterrupt:
         fail(f"interrupted: what was recorded in {run_dir} is intact; run the same command to resume", 130)
@@ -193,10 +193,15 @@ def cli() -> None:
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+    try:
+        exists = run_dir is not None and run_dir.exists()
+    except OSError as err:  # a name too long for the file system, say
+        print(f"error: hydra.run.dir={run_dir}: {err.strerror}; choose another (shorter) path", file=sys.stderr)
+        sys.exit(2)
+    if exists and not run_dir.is_dir():
         print(f"error: the run directory {run_dir} is a file: choose another hydra.run.dir", file=sys.stderr)
         sys.exit(2)
-    new = run_dir is not None and not run_dir.exists()
+    new = run_dir is not None and not exists
     try:
         main()
     finally:  # Hydra makes the run directory before the checks: a run refused at once leaves none

@@ -3,10 +3,10 @@ into the data root; ``denoise-sets`` fetches every small denoising set, ``<set>`
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from wconv.cli_checks import OneLineParser
 from wconv.data.base import DataError
 from wconv.data.cifar import download_cifar100
 from wconv.data.denoise_sets import DENOISE_SETS, download_denoise_set
@@ -19,7 +19,7 @@ ALL_DENOISE_SETS = "denoise-sets"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Download the named dataset(s); exit status 1 with a one-line message when it fails."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m wconv.data.download",
         description="Download CIFAR-100 (torchvision, md5-checked), the DIV2K HR archives (resumable, SHA-256) or the "
         "small denoising sets (per file from the authors' GitHub repositories at pinned commits, resumable; SHA-256 "

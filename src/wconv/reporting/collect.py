@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wconv import variants
+from wconv import tasks, variants
 from wconv.tracking.records import read_jsonl
 
 
@@ -138,25 +138,60 @@ def load_run(path: Path, root: Path | None = None) -> Run:
     )
 
 
+def shape_problem(result: dict[str, Any]) -> str | None:
+    """The first field the tables and figures need that ``result`` lacks or holds in another shape, or None."""
+    need = {"task": str, "model": str, "data": str, "kernel_size": int, "density": str, "variants": dict}
+    need |= {"final_seeds": list}
+    for key, kind in need.items():
+        if key not in result:
+            return f"field {key} is missing"
+        if not isinstance(result[key], kind) or isinstance(result[key], bool):
+            return f"field {key} holds {json.dumps(result[key])[:30]}, not a {kind.__name__}"
+    if result["task"] not in tasks.TASKS:
+        return f"field task holds an unknown task {result['task']!r}"
+    if result["density"] not in (*variants.OWN, "tuned"):
+        return f"field density holds an unknown label {result['density']!r}"
+    for name, info in result["variants"].items():
+        if not isinstance(info, dict):
+            return f"field variants.{name} holds {json.dumps(info)[:30]}, not an object"
+        for key, kind in (("seeds", dict), ("test", dict), ("diverged", int)):
+            if not isinstance(info.get(key), kind):
+                return f"field variants.{name}.{key} is missing or not a {kind.__name__}"
+        if not all(isinstance(seed, dict) and "status" in seed for seed in info["seeds"].values()):
+            return f"field variants.{name}.seeds holds a seed without its status"
+    return None
+
+
 def find_runs(root: Path) -> list[Run]:
     """Every finished run under ``root`` (any depth), sorted by path; unfinished ones have no result.json.
 
-    A run whose records cannot be read is skipped with one warning line on stderr, so that it spoils no report."""
+    A run whose records cannot be read, or do not hold what a table needs, is skipped with one warning line on
+    stderr naming it and why, so that it spoils no report; so is a run trained on fabricated data. Two folders
+    holding the same run (a copy, a run nested in another's folder: the same fingerprint) count once, with a
+    warning naming both."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = []
-    for result in sorted(root.rglob("result.json")):
+    runs, seen = [], {}
+    for result in sorted(root.rglob("result.json"), key=lambda p: (len(p.parts), p)):  # an original before a copy
         try:
             run = load_run(result.parent, root)
         except BadRun as e:
             print(f"warning: skipped {result.parent}: {e}", file=sys.stderr)
             continue
+        if problem := shape_problem(run.result):
+            print(f"warning: skipped {result.parent}: result.json {problem}", file=sys.stderr)
+            continue
         if run.result.get("fabricated"):
             print(f"warning: skipped {result.parent}: trained on fabricated data (a rehearsal)", file=sys.stderr)
             continue
+        if (key := run.result.get("fingerprint")) and key in seen:
+            print(f"warning: skipped {result.parent}: the same run as {seen[key]} (a copy?): counted once",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        seen[key] = result.parent
         runs.append(run)
-    return runs
+    return sorted(runs, key=lambda r: r.path)
 
 
 def no_runs(root: Path) -> str | None:

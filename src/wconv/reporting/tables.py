@@ -12,6 +12,7 @@ from pathlib import Path
 from wconv.reporting.aggregate import load_reference
 from wconv.reporting.collect import find_runs
 from wconv.reporting.formatting import Table, build
+from wconv.tracking.records import write_text
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
 _LATEX_SYMBOLS = {"±": r"$\pm$", "~": r"$\sim$"}
@@ -68,28 +69,32 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+RENDERS = ((".csv", to_csv), (".md", to_markdown), (".tex", to_latex))
+
+
 def write_table(table: Table, out_dir: Path) -> list[Path]:
     """``<out_dir>/<name>.csv``, ``.md`` and ``.tex``; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix, render in ((".csv", to_csv), (".md", to_markdown), (".tex", to_latex)):
-        path = out_dir / f"{table.name}{suffix}"
-        path.write_text(render(table))
-        paths.append(path)
-    return paths
+    return _write({Path(out_dir) / f"{table.name}{suffix}": render(table) for suffix, render in RENDERS})
+
+
+def _write(files: dict[Path, str]) -> list[Path]:
+    """Each file atomically, once every text is made: a call writes all its files or (failing before) none."""
+    for path, text in files.items():
+        write_text(path, text)
+    return list(files)
 
 
 def write_tables(
     runs_root: Path, out_dir: Path, reference_csv: Path = Path("results/paper_reference.csv")
 ) -> list[Path]:
-    """Aggregate every run under ``runs_root`` into one table per ``table`` name of its records; write them."""
+    """Aggregate every run under ``runs_root`` into one table per ``table`` name of its records; write them all,
+    or none when one cannot be made."""
     runs = find_runs(runs_root)
     if not runs:
         print(f"no finished run (result.json) under {runs_root}: no table written")
         return []
     reference = load_reference(reference_csv)
-    paths = []
+    files = {}
     names = {r.table for r in runs} | (
         {"budgets"} if any("@" in v for r in runs for v in r.result["variants"]) else set()
     )
@@ -98,5 +103,5 @@ def write_tables(
         if table is None:
             print(f"table {name}: no row to write")
             continue
-        paths += write_table(table, out_dir)
-    return paths
+        files |= {Path(out_dir) / f"{table.name}{suffix}": render(table) for suffix, render in RENDERS}
+    return _write(files)
