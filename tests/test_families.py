@@ -80,3 +80,41 @@ def test_fit_recovers_a_family_profile_and_reports_a_residual_otherwise(name):
     _, residual = fit(family, [0.125, 0.575, 0.458, 1, 0.458, 0.575, 0.125])  # not monotone: no family fits it
     assert residual > 0.1
     assert fit(FAMILIES["symmetric"], [0.2, 0.7, 1, 0.7, 0.2]) == ([0.2, 0.7], 0.0)
+
+
+@pytest.mark.slow
+def test_family_searches_and_decomposing_arms_make_their_tables_and_figure(tmp_path, tiny):
+    """A free search with the decomposing arms, a Gaussian search and a shorter free search of one study setting:
+    the decomposition and families tables, and the overlay figure, come out of their records."""
+    import pandas as pd
+    from conftest import compose_train
+
+    from wconv.reporting.figures import make_all
+    from wconv.reporting.tables import write_tables
+    from wconv.train import run
+
+    base = [*tiny, "experiment=density_study", "data=photos", "data.patch_size=16", "data.patches_per_epoch=64"]
+    base += ["model.width=0.25", "search.max_evals=3", "final.seeds=[0,1]", "final.budgets=[]", "train.epochs=2"]
+    runs = {
+        "free": [*base, "final.arms=[init_only,step_only,sgs,lr_matched]"],
+        "gaussian": [*base, "density.family=gaussian", "final.baseline=false", "final.arms=[]"],
+        "short": [*base, "train.epochs=1", "final.epochs=2", "final.baseline=false", "final.arms=[]"],
+    }
+    for name, overrides in runs.items():
+        run(compose_train(overrides), tmp_path / "runs" / name)
+    write_tables(tmp_path / "runs", tmp_path / "tables")
+    decomposition = pd.read_csv(tmp_path / "tables" / "decomposition.csv", comment="#")
+    assert list(decomposition["conv"]) == ["standard", "direct-L", "init only", "step only", "SGS (step shape)",
+                                           "lr-matched (step size)"]  # fmt: skip
+    assert decomposition["d_loss_n"].iloc[1:].tolist() == [2] * 5
+    families = pd.read_csv(tmp_path / "tables" / "families.csv", comment="#")
+    assert list(families["family"]) == ["free", "Gaussian", "free"] and list(families["search"]) == [
+        "whole",
+        "whole",
+        "1/2",
+    ]
+    assert families["den"].iloc[1].startswith("Gaussian s=") and families["fit_rms"].iloc[0] == 0
+    assert families["d_psnr_vs_free_mean"].iloc[0] != families["d_psnr_vs_free_mean"].iloc[0]  # the free row: blank
+    assert families["d_psnr_vs_standard_mean"].notna().all() and families["seeds"].tolist() == [2, 2, 2]
+    names = {p.name for p in make_all(tmp_path / "runs", None, tmp_path / "figures")}
+    assert "density_families.png" in names

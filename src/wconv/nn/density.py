@@ -33,6 +33,15 @@ class DensityFamily:
     """A parameterisation of one kernel axis's profile by a few positive values."""
 
     name: str
+    label: str  # how tables and figures name it
+
+    def describe(self, values: Sequence[float]) -> str:
+        """A density of this family as a reader sees it, e.g. ``Gaussian s=0.873``."""
+        return f"{self.label} [{', '.join(f'{float(v):.3g}' for v in values)}]"
+
+    def value_name(self, i: int, n: int) -> str:
+        """The name of value ``i`` of ``n``: an axis of the figures."""
+        return f"den[{i}]"
 
     def n_values(self, k: int) -> int:
         """How many values an axis of odd size ``k`` takes."""
@@ -60,7 +69,11 @@ class DensityFamily:
 class Symmetric(DensityFamily):
     """The papers' family: ``alfa = [den, 1, reversed(den)]``, (k-1)/2 values outermost first."""
 
-    name = "symmetric"
+    name, label = "symmetric", "free"
+
+    def value_name(self, i: int, n: int) -> str:
+        return f"den[{i}]" + (" (outermost)" if i == 0 and n > 1 else " (innermost)" if i == n - 1 and n > 1 else "")
+
     # The authors' suggested ranges (official README), by kernel size.
     BOUNDS = {3: [[0.5, 1.5]], 5: [[0.05, 1.0], [0.5, 1.5]], 7: [[0.05, 0.5], [0.15, 1.0], [0.25, 1.5]]}
 
@@ -87,6 +100,12 @@ class OneParameter(DensityFamily):
     STANDARD_LEVEL = 0.999
     BOUNDS = (0.25, 4.0)
     parameter = "w"
+
+    def describe(self, values: Sequence[float]) -> str:
+        return f"{self.label} {self.parameter}={float(values[0]):.3g}"
+
+    def value_name(self, i: int, n: int) -> str:
+        return f"{self.label} {self.parameter}"
 
     def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The profile at distances ``d`` (>= 0) for width ``w`` > 0: 1 at d = 0, positive, non-increasing."""
@@ -115,7 +134,7 @@ class OneParameter(DensityFamily):
 class Gaussian(OneParameter):
     """``exp(-d^2 / (2 w^2))``: w is the standard deviation in taps."""
 
-    name, parameter = "gaussian", "s"
+    name, label, parameter = "gaussian", "Gaussian", "s"
 
     def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return torch.exp(-(d**2) / (2 * w**2))
@@ -128,7 +147,7 @@ class Tent(OneParameter):
     """``max(FLOOR, 1 - d / w)``: triangular, w the half-width in taps; taps at or beyond it keep ``FLOOR`` (a
     density must stay positive, so that the weighted conv keeps every tap and remains a reparameterisation)."""
 
-    name = "tent"
+    name, label = "tent", "tent"
     FLOOR = 0.01
 
     def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -142,7 +161,7 @@ class Hann(OneParameter):
     """``(1 + cos(pi d / w)) / 2`` for d < w, raised cosine (Hann) of half-width w in taps, ``FLOOR`` beyond (as
     the tent, positive)."""
 
-    name = "hann"
+    name, label = "hann", "Hann"
     FLOOR = 0.01
 
     def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -156,7 +175,7 @@ class Hann(OneParameter):
 class Exponential(OneParameter):
     """``exp(-d / w)``: w the decay length in taps (a Laplace profile)."""
 
-    name, parameter = "exponential", "l"
+    name, label, parameter = "exponential", "exponential", "l"
 
     def shape(self, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return torch.exp(-d / w)

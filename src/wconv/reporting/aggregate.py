@@ -329,3 +329,99 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+DECOMPOSED = ("init_only", "step_only", "sgs", "lr_matched")  # the arms that take the preconditioning apart
+
+
+def decomposition(runs: list[Run]) -> pd.DataFrame:
+    """What part of the preconditioning does the work: per group with the decomposing arms, the standard conv, the
+    weighted one, each arm and the lr-tuned standard conv, with the papers' metric and the loss, each paired against
+    the standard conv on the same seeds."""
+    rows = []
+    for table in sorted({r.table for r in runs}):
+        entries = table_entries(runs, table)
+        groups: dict[tuple, list[tuple[Run, str]]] = {}
+        for run, variant in entries:
+            groups.setdefault(_group(run), []).append((run, variant))
+        for members in groups.values():
+            if not any(v in DECOMPOSED for _, v in members):
+                continue
+            base = next(((r, v) for r, v in members if v == "standard"), None)
+            task = tasks.get(members[0][0].result["task"])
+            keep = [(r, v) for r, v in members if v in ("standard", "weighted", "preconditioned", *DECOMPOSED, "tuned")]
+            keep = [(r, v) for r, v in keep if v != "weighted" or not r.detail]  # the free search's density
+            for run, variant in keep:
+                row = {
+                    "profile": run.result.get("profile") or "",
+                    "table": table,
+                    "model": run.result["model"],
+                    "data": run.result["data"],
+                    "kernel": int(run.result["kernel_size"]),
+                    **(
+                        study_setting(run)
+                        if table == "density_study"
+                        else {"lr": pd.NA, "batch_size": pd.NA, "depth": pd.NA}
+                    ),
+                    "conv": run.conv(variant),
+                    "den": den_text(run, variant) if variant != "standard" else "",
+                    "seeds": _ok_seeds(run, variant),
+                }
+                for metric in (task.paper_metric, "loss"):
+                    row[f"{metric}_mean"], row[f"{metric}_sem"] = _stat(run, variant, metric)
+                    diff = paired_difference(run, variant, *base, metric) if base and variant != "standard" else {}
+                    for part, name in (("mean", "mean"), ("sem", "sem"), ("p", "p_value"), ("n", "n")):
+                        row[f"d_{metric}_{part}"] = nan_if_none(diff.get(name))
+                row["run"] = run.key
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def families(runs: list[Run]) -> pd.DataFrame:
+    """The density study's searches side by side: the free density (``symmetric``), each one-parameter family and
+    the free density searched with shorter trainings, each paired against the standard conv and against the free
+    density on the same seeds, with each family's least-squares fit to the free profile."""
+    from wconv.nn.density import FAMILIES, fit
+
+    study = [r for r in runs if r.table == "density_study" and r.result.get("density") == "direct_l"]
+    rows = []
+    for key in sorted({_group(r) for r in study}):
+        members = [r for r in study if _group(r) == key]
+        free = next((r for r in members if not r.detail), None)
+        if free is None or len(members) < 2:
+            continue
+        base = next(((r, v) for r, v in table_entries(runs, "density_study") if _group(r) == key and v == "standard"),
+                    None)  # fmt: skip
+        k = int(free.result["kernel_size"])
+        den = free.result["best_den"] or []
+        profile = list(den) + [1.0] + list(reversed(den))
+        for run in sorted(members, key=lambda r: (bool(r.detail), r.detail)):
+            family_name = run.setting("density.family", "symmetric")
+            search = run.result["search"] or {}
+            row = {
+                "profile": run.result.get("profile") or "",
+                "model": run.result["model"],
+                "kernel": k,
+                **study_setting(run),
+                "family": FAMILIES[family_name].label if family_name in FAMILIES else family_name,
+                "search": "1/" + f"{run.setting('final.epochs') / run.setting('train.epochs'):g}"
+                if "search at" in run.detail else "whole",
+                "den": FAMILIES[family_name].describe(run.result["best_den"]) if family_name in FAMILIES and
+                run.result["best_den"] else "",
+                "evals": search.get("evaluations", pd.NA),
+                "search_epochs": (search.get("evaluations") or 0) * (run.setting("train.epochs") or 0),
+                "seeds": _ok_seeds(run, "weighted"),
+            }  # fmt: skip
+            for metric in ("psnr", "loss"):
+                row[f"{metric}_mean"], row[f"{metric}_sem"] = _stat(run, "weighted", metric)
+                for against, reference in (("standard", base), ("free", (free, "weighted"))):
+                    same = reference is None or reference[0] is run
+                    diff = {} if same else paired_difference(run, "weighted", *reference, metric)
+                    for part, name in (("mean", "mean"), ("p", "p_value")):
+                        row[f"d_{metric}_vs_{against}_{part}"] = nan_if_none(diff.get(name))
+            fitted = fit(FAMILIES[family_name], profile) if den and family_name in FAMILIES else (None, float("nan"))
+            row["fit_of_free"] = FAMILIES[family_name].describe(fitted[0]) if fitted[0] else ""
+            row["fit_rms"] = fitted[1]
+            row["run"] = run.key
+            rows.append(row)
+    return pd.DataFrame(rows)

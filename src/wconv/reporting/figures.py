@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from wconv import metrics, objectives, tasks, variants
-from wconv.nn.density import get_family
+from wconv.nn.density import DensityFamily, get_family
 from wconv.reporting.aggregate import (
     budget_table,
     den_list,
@@ -62,11 +62,15 @@ def _grid(n: int, max_cols: int = 4, **kwargs) -> tuple[Figure, list]:
     return fig, list(axes.flat[:n])
 
 
+def family(run: Run) -> DensityFamily:
+    """The density family of ``run`` (``wconv.nn.density``): the figures' labels come from it."""
+    return get_family(run.setting("density.family", "symmetric"))
+
+
 def alfa(run: Run, den: list[float]) -> np.ndarray:
     """The 1-D profile of ``den`` in ``run``, as the operator builds it (the papers': ``[den, 1, reversed(den)]``)."""
     values = torch.tensor([float(v) for v in np.ravel(den)], dtype=torch.float64)
-    family = get_family(run.setting("density.family", "symmetric"))
-    return family.profile(values, int(run.result["kernel_size"])).numpy()
+    return family(run).profile(values, int(run.result["kernel_size"])).numpy()
 
 
 def label(run: Run, sep: str = ", ") -> str:
@@ -124,7 +128,31 @@ def density_profiles(runs: list[Run]) -> Figure:
         ax.set_xticks(taps)
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
     fig.legend(handles.values(), handles.keys(), loc="outside right center", frameon=False)
-    fig.suptitle("Density profiles: alfa = [den, 1, reversed(den)]")
+    fig.suptitle("Density profiles alfa (phi = outer(alfa, alfa); 1 = the standard conv)")
+    return fig
+
+
+@styled
+def density_families(runs: list[Run]) -> Figure:
+    """Per kernel size, the free density DIRECT-L found and the best of each family searched beside it (and the free
+    density searched with shorter trainings): do the optimal densities resemble a known basis function?"""
+    runs = [r for r in searched(runs) if r.result.get("density") == "direct_l"]
+    sizes = sorted({int(r.result["kernel_size"]) for r in runs if r.detail})
+    fig, axes = _grid(len(sizes), width=3.4, height=3.0, margin=2.6)
+    for ax, k in zip(axes, sizes, strict=True):
+        taps = np.arange(k) - k // 2
+        ax.axhline(1.0, color="0.6", lw=0.8, ls=":", label="standard (1)")
+        for i, run in enumerate(sorted((r for r in runs if r.result["kernel_size"] == k), key=lambda r: r.detail)):
+            den = run.result["best_den"]
+            shorter = [part for part in run.detail.split(", ") if part.startswith("search at")]
+            name = ", ".join([family(run).describe(np.ravel(den)), *shorter])
+            free = family(run).name == "symmetric"
+            style = {"color": "k", "lw": 2.0, "ls": "-" if not run.detail else "--"} if free else {"color": f"C{i}"}
+            ax.plot(taps, alfa(run, den), marker=MARKERS[i % len(MARKERS)], mfc="none", label=name, **style)
+        ax.set(title=f"{k}x{k} kernels", xlabel="kernel tap offset (pixels)", ylabel="alfa (weight multiplier)")
+        ax.set_xticks(taps)
+        ax.legend(loc="lower center", fontsize=6.5, frameon=False)
+    fig.suptitle("The optimal free density (black) and the best of each one-parameter family")
     return fig
 
 
@@ -144,15 +172,11 @@ def phi_heatmaps(runs: list[Run]) -> Figure:
         offsets = np.arange(k) - k // 2
         ax.set_xticks(range(k), offsets)
         ax.set_yticks(range(k), offsets)
-        title = label(run, sep="\n") + f"\nden = {den_list(run.result['best_den'])}"
+        title = label(run, sep="\n") + "\n" + family(run).describe(np.ravel(run.result["best_den"]))
         ax.set(title=title, xlabel="tap offset x", ylabel="tap offset y")
     fig.colorbar(image, ax=axes, label="phi (weight multiplier)", shrink=0.8)
     fig.suptitle("Density phi of the optimal convolutions (1 = standard)")
     return fig
-
-
-def _den_axis(i: int, n: int) -> str:
-    return f"den[{i}]" + (" (outermost)" if i == 0 else " (innermost)" if i == n - 1 else "")
 
 
 def _objective_label(run: Run) -> str:
@@ -224,19 +248,20 @@ def objective_landscape(run: Run) -> Figure:
             zorder=3,
             label="optimum",
         )
-        ax.axvline(1.0, color="0.6", ls=":", lw=0.8, label="standard (den = 1)")
-        ax.set(xlabel="den[0]", ylabel=name)
+        if family(run).name == "symmetric":
+            ax.axvline(1.0, color="0.6", ls=":", lw=0.8, label="standard (den = 1)")
+        ax.set(xlabel=family(run).value_name(0, 1), ylabel=name)
         ax.legend(loc="best")
     for ax, (i, j) in zip(axes[0], pairs, strict=False):
         points = ax.scatter(den[:, i], den[:, j], c=value, cmap="viridis", s=28, edgecolor="k", linewidth=0.3)
         ax.scatter(
             best[i], best[j], marker="*", s=160, facecolor="none", edgecolor="red", linewidth=1.2, label="optimum"
         )
-        ax.set(xlabel=_den_axis(i, n), ylabel=_den_axis(j, n))
+        ax.set(xlabel=family(run).value_name(i, n), ylabel=family(run).value_name(j, n))
         ax.legend(loc="best")
     if pairs:
         fig.colorbar(points, ax=axes[0].tolist(), label=name, shrink=0.85)
-    fig.suptitle(f"Search objective over den\n{label(run)}")
+    fig.suptitle(f"Search objective over the density ({family(run).label})\n{label(run)}")
     return fig
 
 
@@ -487,6 +512,11 @@ def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Pat
             "gain_vs_budget",
             functools.partial(gain_vs_budget, budgets),
             _unless(not budgets.empty, "no run with final.budgets"),
+        ),
+        (
+            "density_families",
+            functools.partial(density_families, study),
+            _unless(any(r.detail for r in searched(study)), "no density-study run of a density family"),
         ),
     ]
     for run in (r for r in runs if r.evaluations and r.result.get("search") and r.result["density"] != "tuned"):

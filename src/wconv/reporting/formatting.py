@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from wconv import profiles, tasks
-from wconv.reporting.aggregate import aggregate, budget_table, density_study, paper_value
+from wconv.reporting.aggregate import aggregate, budget_table, decomposition, density_study, families, paper_value
 from wconv.reporting.collect import Run
 
 SMOKE_NOTE = profiles.load("smoke").note  # the smoke tables' first line (tests look for it)
@@ -20,6 +20,14 @@ CAPTIONS = {
     "density_study": "Density study (P1): test loss of the standard convolution and of each other conv per setting.",
     "budgets": "Gain against training length: each conv and the standard one trained again at m times the budget "
     "(the density found once by the search), paired on the same seeds.",
+    "decomposition": "What part of the weighted conv's training does the work: the standard conv started at "
+    "weight*phi (init only), stepped per tap as the weighted conv is (step only), with that step's shape at mean 1 "
+    "(SGS, Spatial Gradient Scaling's form) or its mean size on every tap (lr-matched), both (preconditioned), "
+    "and the lr-tuned standard conv; each paired against the standard conv on the same seeds.",
+    "families": "The density study's searches: the free density of the papers, each one-parameter family (one "
+    "value per kernel, DIRECT-L with the same evaluations) and the free density searched with shorter trainings; "
+    "each paired against the standard conv and the free density on the same seeds; fit: the family's least-squares "
+    "fit to the free profile alfa and its root-mean-square residual.",
 }
 FOOTNOTES = [
     "Metrics: mean ± standard error over the final seeds (no error with one seed).",
@@ -52,6 +60,10 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     """The table named ``table`` from ``runs``, or None when no run belongs to it."""
     if table == "budgets":
         frame = budget_table(runs)
+    elif table == "decomposition":
+        frame = decomposition(runs)
+    elif table == "families":
+        frame = families(runs)
     elif table == "density_study":
         frame = density_study(runs, reference)
     else:
@@ -64,7 +76,8 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     notes = [_note(name) for name in sorted(set(frame["profile"]))]
     smoke = SMOKE_NOTE in notes
     note = SMOKE_NOTE if smoke else next((n for n in notes if n), "")
-    task = tasks.get(next(r.result["task"] for r in runs if r.table == table or table == "budgets"))
+    own = [r for r in runs if r.table == table] or [r for r in runs if r.table == "density_study"] or runs
+    task = tasks.get(own[0].result["task"])
     return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke, note)
 
 
@@ -110,6 +123,10 @@ def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame, task: task
         return pd.DataFrame([_study_row(row, table, reference) for _, row in frame.iterrows()])
     if table == "budgets":
         return pd.DataFrame([_budget_row(row) for _, row in frame.iterrows()])
+    if table == "decomposition":
+        return pd.DataFrame([_decomposition_row(row) for _, row in frame.iterrows()])
+    if table == "families":
+        return pd.DataFrame([_family_row(row) for _, row in frame.iterrows()])
     return pd.DataFrame([_task_row(row, table, reference, task) for _, row in frame.iterrows()])
 
 
@@ -192,3 +209,53 @@ def _budget_row(row: pd.Series) -> dict[str, str]:
         "Δ vs standard (same budget)": paired_text(row, "d", decimals),
         "seeds": str(row["seeds"]),
     }
+
+
+def _setting(row: pd.Series) -> str:
+    parts = [f"{k} {_plain(row[c])}" for k, c in (("lr", "lr"), ("batch", "batch_size"), ("depth", "depth"))]
+    return ", ".join(p for p in parts if not p.endswith(" "))
+
+
+def _decomposition_row(row: pd.Series) -> dict[str, str]:
+    metric = next(
+        c.removesuffix("_mean") for c in row.index if c.endswith("_mean") and not c.startswith(("d_", "loss"))
+    )
+    loss = max(4, 2 - math.floor(math.log10(abs(row["loss_mean"]) or 1)))
+    return {
+        "model": row["model"],
+        "kernel": f"{row['kernel']}x{row['kernel']}",
+        "setting": _setting(row) if row["table"] == "density_study" else "table",
+        "conv": row["conv"],
+        metric: mean_se(row[f"{metric}_mean"], row[f"{metric}_sem"], 2),
+        f"Δ {metric} vs standard": paired_text(row, f"d_{metric}", 2),
+        "loss": mean_se(row["loss_mean"], row["loss_sem"], loss),
+        "Δ loss vs standard": paired_text(row, "d_loss", loss),
+        "den": row["den"],
+        "seeds": str(row["seeds"]),
+    }
+
+
+def _family_row(row: pd.Series) -> dict[str, str]:
+    return {
+        "model": row["model"],
+        "kernel": f"{row['kernel']}x{row['kernel']}",
+        "setting": _setting(row),
+        "family": row["family"],
+        "search": row["search"],
+        "density": row["den"],
+        "evals": _plain(row["evals"]),
+        "search epochs": _plain(row["search_epochs"]),
+        "psnr": mean_se(row["psnr_mean"], row["psnr_sem"], 2),
+        "Δ psnr vs standard": _diff(row, "d_psnr_vs_standard"),
+        "Δ psnr vs free": _diff(row, "d_psnr_vs_free"),
+        "fit to the free profile": row["fit_of_free"]
+        + ("" if pd.isna(row["fit_rms"]) else f" (rms {row['fit_rms']:.3f})"),
+        "seeds": str(row["seeds"]),
+    }
+
+
+def _diff(row: pd.Series, prefix: str) -> str:
+    if pd.isna(row[f"{prefix}_mean"]):
+        return ""
+    p = "" if pd.isna(row[f"{prefix}_p"]) else f" (p={row[f'{prefix}_p']:.2g})"
+    return f"{row[f'{prefix}_mean']:+.2f}{p}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wconv.reporting.aggregate import load_reference
+from wconv.reporting.aggregate import DECOMPOSED, load_reference
 from wconv.reporting.collect import find_runs
 from wconv.reporting.formatting import Table, build
 from wconv.tracking.records import write_text
@@ -98,6 +98,10 @@ def write_tables(
     names = {r.table for r in runs} | (
         {"budgets"} if any("@" in v for r in runs for v in r.result["variants"]) else set()
     )
+    if any(set(r.result.get("arms") or []) & set(DECOMPOSED) for r in runs):
+        names.add("decomposition")
+    if any(r.table == "density_study" and r.detail for r in runs):
+        names.add("families")
     for name in sorted(names):
         table = build(runs, name, reference)
         if table is None:
