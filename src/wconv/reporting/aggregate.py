@@ -415,7 +415,7 @@ def families(runs: list[Run]) -> pd.DataFrame:
             for metric in ("psnr", "loss"):
                 row[f"{metric}_mean"], row[f"{metric}_sem"] = _stat(run, "weighted", metric)
                 for against, reference in (("standard", base), ("free", (free, "weighted"))):
-                    same = reference is None or reference[0] is run
+                    same = reference is None or reference == (run, "weighted")
                     diff = {} if same else paired_difference(run, "weighted", *reference, metric)
                     for part, name in (("mean", "mean"), ("p", "p_value")):
                         row[f"d_{metric}_vs_{against}_{part}"] = nan_if_none(diff.get(name))
