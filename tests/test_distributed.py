@@ -134,6 +134,7 @@ def test_torchrun_search_on_two_processes_writes_one_set_of_records(tmp_path):
     scratch.mkdir()
     args = ["model=vgg11", "data=digits", "search=direct_l", "search.max_evals=2", "train.epochs=1", "final.seeds=[0]"]
     args += ["final.baseline=false", "logger=none", "progress=false", "data.limit_train=128", "data.limit_eval=64"]
+    args += ["device=cpu"]  # a paper-profile run on a CPU must be asked for
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "wconv.train"]
     proc = subprocess.run(

@@ -150,7 +150,8 @@ def test_wandb_offline_runs_read_back(tmp_path, tiny):
     record = read_json(run_dir / "run.json")
     key = f"{record['fingerprint']}-{record['wandb_key']}"  # this folder's: a colleague's run of it gets another
     assert len(record["wandb_key"]) == 8
-    assert proc.stderr.count("W&B is offline") == 1 and f"wandb sync {run_dir / 'wandb'}/offline-run-*" in proc.stderr
+    console = proc.stdout + proc.stderr
+    assert console.count("W&B is offline") == 1 and f"wandb sync {run_dir / 'wandb'}/offline-run-*" in console
     runs = {}
     for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
         records = read_records(next(folder.glob("*.wandb")))
