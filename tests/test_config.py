@@ -173,8 +173,13 @@ def test_the_plan_is_read_once_and_frozen():
     assert "matrix" not in plan.resolved and "hydra" not in plan.resolved
 
 
+NO_CUDA = [] if __import__("torch").cuda.is_available() else [["device=cuda"], ["profile=paper"]]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["optim.momentum=-1"], ["train.compile=no"], ["seed=1.5"], ["optim.schedule=cosin"]])
+@pytest.mark.parametrize(
+    "args", [["optim.momentum=-1"], ["train.compile=no"], ["seed=1.5"], ["optim.schedule=cosin"], *NO_CUDA]
+)
 def test_on_the_command_line_a_bad_value_is_exit_2_and_nothing_written(tmp_path, args):
     run_dir = tmp_path / "run"
     proc = run_cli([*args, "logger=none", f"hydra.run.dir={run_dir}"], timeout=120)
