@@ -208,7 +208,10 @@ def test_usr2_to_one_rank_stops_both_at_the_same_step_and_the_resume_ends_as_the
     context = mp.spawn(_stoppable, args=(2, _free_port(), run), nprocs=2, join=False)
     while not all((run / f"ready-{r}").exists() for r in (0, 1)):
         time.sleep(0.05)
-    time.sleep(random.uniform(0.5, 2.0))  # a random step of the six epochs
+    # a random moment in the first 60% of the reference's training (it takes about 1.5 s on a quiet machine: a fixed
+    # sleep would miss it on a fast one, and a signal after the training kills the rank with the default action)
+    took = (reference / "done-0.json").stat().st_mtime - (reference / "ready-0").stat().st_mtime
+    time.sleep(random.uniform(0.1, 0.6) * took)
     os.kill(context.processes[1].pid, signals.SIGUSR2)  # rank 1 alone gets it
     while not context.join():
         pass
