@@ -116,5 +116,13 @@ def test_family_searches_and_decomposing_arms_make_their_tables_and_figure(tmp_p
     assert families["den"].iloc[1].startswith("Gaussian s=") and families["fit_rms"].iloc[0] == 0
     assert families["d_psnr_vs_free_mean"].iloc[0] != families["d_psnr_vs_free_mean"].iloc[0]  # the free row: blank
     assert families["d_psnr_vs_standard_mean"].notna().all() and families["seeds"].tolist() == [2, 2, 2]
+    cost = pd.read_csv(tmp_path / "tables" / "compute.csv", comment="#").set_index("run")
+    # free: 3 evaluations of 2 epochs; standard seeds 0, 1, weighted seed 1 (seed 0 is the best evaluation), 4 arms
+    # x 2 seeds. gaussian: 3 evaluations, weighted seed 1. short: 3 evaluations of 1 epoch, weighted seeds 0 and 1.
+    assert cost.loc[["free", "gaussian", "short"], "search_trainings"].tolist() == [3, 3, 3]
+    assert cost.loc[["free", "gaussian", "short"], "final_trainings"].tolist() == [11, 1, 2]
+    assert cost.loc[["free", "gaussian", "short"], "epochs"].tolist() == [28, 8, 7]
+    assert cost.loc["3 runs", "epochs"] == 43 and cost.loc["3 runs", "hours"] == pytest.approx(cost["hours"][:3].sum())
+    assert (cost["hours"] > 0).all()
     names = {p.name for p in make_all(tmp_path / "runs", None, tmp_path / "figures")}
     assert "density_families.png" in names

@@ -425,3 +425,33 @@ def families(runs: list[Run]) -> pd.DataFrame:
             row["run"] = run.key
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compute_time(runs: list[Run]) -> pd.DataFrame:
+    """What each run cost, measured: its trainings (search evaluations and finals, one metrics file each), the
+    epochs they trained and the seconds those epochs took (the per-epoch ``seconds`` the loop records: training
+    steps only, without validation and test), per run and in all."""
+    rows = []
+    for run in sorted(runs, key=lambda r: r.key):
+        files = sorted((run.path / "metrics").glob("*.csv"))
+        if not files:
+            continue  # a record from before the per-epoch metrics: its cost is unknown, not zero
+        frames = [pd.read_csv(f) for f in files]
+        frames = [f for f in frames if "seconds" in f.columns]
+        seconds = float(sum(f["seconds"].sum() for f in frames))
+        search = sum(1 for f in files if f.stem.startswith("eval-"))
+        rows.append({
+            "profile": run.result.get("profile") or "",
+            "table": run.table,
+            "run": run.key,
+            "search_trainings": search,
+            "final_trainings": len(files) - search,
+            "epochs": int(sum(len(f) for f in frames)),
+            "hours": seconds / 3600,
+        })  # fmt: skip
+    if rows:
+        frame = pd.DataFrame(rows)
+        total = {"profile": rows[0]["profile"], "table": "all", "run": f"{len(rows)} runs"}
+        total |= {c: frame[c].sum() for c in ("search_trainings", "final_trainings", "epochs", "hours")}
+        rows.append(total)
+    return pd.DataFrame(rows)

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from wconv import profiles, tasks
-from wconv.reporting.aggregate import aggregate, budget_table, decomposition, density_study, families, paper_value
+from wconv.reporting.aggregate import (
+    aggregate,
+    budget_table,
+    compute_time,
+    decomposition,
+    density_study,
+    families,
+    paper_value,
+)
 from wconv.reporting.collect import Run
 
 SMOKE_NOTE = profiles.load("smoke").note  # the smoke tables' first line (tests look for it)
@@ -24,6 +32,9 @@ CAPTIONS = {
     "weight*phi (init only), stepped per tap as the weighted conv is (step only), with that step's shape at mean 1 "
     "(SGS, Spatial Gradient Scaling's form) or its mean size on every tap (lr-matched), both (preconditioned), "
     "and the lr-tuned standard conv; each paired against the standard conv on the same seeds.",
+    "compute": "What the runs cost, measured from their records: per run, its search and final trainings, the "
+    "epochs they trained and the hours those epochs took (training steps only, on the machine and load that made "
+    "them: the run's run.json says which and when).",
     "families": "The density study's searches: the free density of the papers, each one-parameter family (one "
     "value per kernel, DIRECT-L with the same evaluations) and the free density searched with shorter trainings; "
     "each paired against the standard conv and the free density on the same seeds; fit: the family's least-squares "
@@ -64,6 +75,8 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
         frame = decomposition(runs)
     elif table == "families":
         frame = families(runs)
+    elif table == "compute":
+        frame = compute_time(runs)
     elif table == "density_study":
         frame = density_study(runs, reference)
     else:
@@ -78,7 +91,8 @@ def build(runs: list[Run], table: str, reference: pd.DataFrame) -> Table | None:
     note = SMOKE_NOTE if smoke else next((n for n in notes if n), "")
     own = [r for r in runs if r.table == table] or [r for r in runs if r.table == "density_study"] or runs
     task = tasks.get(own[0].result["task"])
-    return Table(table, frame, display(frame, table, reference, task), caption, FOOTNOTES + sources, smoke, note)
+    footnotes = [] if table == "compute" else FOOTNOTES + sources
+    return Table(table, frame, display(frame, table, reference, task), caption, footnotes, smoke, note)
 
 
 def _note(profile: str) -> str:
@@ -127,6 +141,9 @@ def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame, task: task
         return pd.DataFrame([_decomposition_row(row) for _, row in frame.iterrows()])
     if table == "families":
         return pd.DataFrame([_family_row(row) for _, row in frame.iterrows()])
+    if table == "compute":
+        shown = frame.drop(columns="profile").astype({"search_trainings": int, "final_trainings": int})
+        return shown.assign(hours=shown["hours"].map(lambda h: f"{h:.2f}"))
     return pd.DataFrame([_task_row(row, table, reference, task) for _, row in frame.iterrows()])
 
 

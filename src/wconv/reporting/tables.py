@@ -102,6 +102,8 @@ def write_tables(
         names.add("decomposition")
     if any(r.table == "density_study" and r.detail for r in runs):
         names.add("families")
+    if any(any((r.path / "metrics").glob("*.csv")) for r in runs):
+        names.add("compute")  # records older than the per-epoch metrics files cannot say what they cost
     for name in sorted(names):
         table = build(runs, name, reference)
         if table is None:
