@@ -214,6 +214,9 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
     ]
     diff = result["paired"]["weighted@2x"]["acc1"]["mean"]
     assert budgets["d_mean"].iloc[3] == pytest.approx(diff) and budgets["epochs"].tolist() == [1, 1, 2, 2]
+    moved = budgets["mean"].iloc[2:].to_numpy() - budgets["mean"].iloc[:2].to_numpy()  # 1 -> 2 epochs: one doubling
+    assert budgets["per_doubling"].iloc[2:].tolist() == pytest.approx(moved.tolist(), abs=1e-3)  # the CSV rounds
+    assert budgets["per_doubling"].iloc[:2].isna().all()
 
     from wconv.reporting.figures import make_all
 

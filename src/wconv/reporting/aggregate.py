@@ -277,14 +277,17 @@ def _paper_number(reference: pd.DataFrame, table: str, data: str, model: str, co
 def budget_table(runs: list[Run]) -> pd.DataFrame:
     """The gain against training length: for every run with ``final.budgets``, each of its convs at each budget
     (1x: the run's own rows, the standard one from its group when the run has none), with the paired difference
-    against the standard conv at the same budget. The metric: the density study's loss, else the papers' one."""
+    against the standard conv at the same budget, and how much each conv's mean moved per doubling of its
+    training since the budget before (the question "has the standard conv stopped improving?"). The metrics: the
+    papers' one, and for the density study its loss first."""
     rows = []
     for run in runs:
         budgets = sorted({split_budget(v)[1] for v in run.result["variants"]} - {1.0})
         if not budgets:
             continue
         task = tasks.get(run.result["task"])
-        metric = "loss" if run.table == "density_study" else task.paper_metric
+        study = run.table == "density_study"
+        metrics = list(dict.fromkeys(["loss", task.paper_metric] if study else [task.paper_metric]))
         group_standard = next(
             (
                 (r, v)
@@ -294,7 +297,7 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
             None,
         )
         curved = {split_budget(v)[0] for v in run.result["variants"] if "@" in v} - {"standard"}
-        for scale in sorted([1.0, *budgets]):
+        for metric, scale in ((m, s) for m in metrics for s in sorted([1.0, *budgets])):
             suffix = "" if scale == 1 else f"@{scale:g}x"
             reference = (run, f"standard{suffix}") if f"standard{suffix}" in run.result["variants"] else None
             if reference is None and scale == 1:
@@ -328,7 +331,15 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
                         "run": run.key,
                     }
                 )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["per_doubling"] = np.nan  # the change of the mean per doubling of the epochs since the budget before
+    for _, curve in frame.groupby(["run", "conv", "metric"], sort=False):
+        curve = curve.sort_values("epochs")
+        epochs, means = curve["epochs"].astype(float), curve["mean"].astype(float)
+        frame.loc[curve.index[1:], "per_doubling"] = (means.diff() / np.log2(epochs / epochs.shift())).iloc[1:].values
+    return frame
 
 
 DECOMPOSED = ("init_only", "step_only", "sgs", "lr_matched")  # the arms that take the preconditioning apart

@@ -224,6 +224,7 @@ def _budget_row(row: pd.Series) -> dict[str, str]:
         "metric": row["metric"],
         "value": mean_se(row["mean"], row["sem"], decimals),
         "Δ vs standard (same budget)": paired_text(row, "d", decimals),
+        "change per doubling": "" if pd.isna(row["per_doubling"]) else f"{row['per_doubling']:+.{decimals}f}",
         "seeds": str(row["seeds"]),
     }
 
