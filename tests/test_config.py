@@ -118,6 +118,7 @@ def test_every_bad_value_is_one_line_naming_its_key(overrides, key, fragment):
     assert problem is not None, f"{overrides} was accepted"
     assert "\n" not in problem and problem.startswith(key), problem
     assert fragment in problem, problem
+    assert "Undefined" not in problem, problem  # a required key has no default to show as an example
 
 
 GOOD = [

@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import itertools
+import json
 import pickle
 import threading
 import zipfile
@@ -449,3 +450,24 @@ def test_two_processes_reading_the_same_images_hold_one_copy(tmp_path, monkeypat
     for _, rss, pss in reports:  # each maps the decoded file; its pages are counted half to each process
         assert rss >= pixels_kb * 0.9 and pss <= rss * 0.6
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 3  # one file per split, built once
+
+
+def test_a_torn_decoded_cache_index_is_rebuilt_not_a_crash(tmp_path):
+    """A process killed while the node's decoded cache was written leaves a partial index: the next reader decodes
+    again and writes a whole one (every write is a rename of a finished file)."""
+    from wconv.data.images import decoded
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)).save(folder / f"{i}.png")
+        paths.append(folder / f"{i}.png")
+    first = decoded(paths, True, tmp_path / "cache")
+    (index,) = (tmp_path / "cache").glob("*.json")
+    index.write_text(index.read_text()[:7])  # torn
+    again = decoded(paths, True, tmp_path / "cache")
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert json.loads(index.read_text()) == [[1, 20, 30]] * 3
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([index.name, index.stem + ".u8"])

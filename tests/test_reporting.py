@@ -232,3 +232,35 @@ def test_notebook_executes_headless():
     cmd = [sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider", "notebooks/explore.ipynb"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_a_decomposition_of_two_tasks_with_a_diverged_arm_shows_each_rows_own_metric(reference):
+    """A paper-profile decomposition holds classification and denoising rows: each shows its own metric, and an arm
+    whose every seed diverged (no loss at all) reads "diverged" instead of stopping the table."""
+    import math
+
+    import pandas as pd
+
+    from wconv import tasks
+    from wconv.reporting.formatting import display
+
+    nan = math.nan
+    common = {"profile": "paper", "kernel": 3, "lr": nan, "batch_size": nan, "depth": nan, "den": "[0.5]"}
+    stats = ("mean", "sem")
+    parts = ("mean", "sem", "p", "n")
+    rows = [
+        {**common, "table": "classification", "model": "vgg16", "data": "cifar100", "conv": "init only", "seeds": 0}
+        | {f"acc1_{s}": nan for s in stats}
+        | {f"loss_{s}": nan for s in stats}
+        | {f"d_acc1_{s}": nan for s in parts}
+        | {f"d_loss_{s}": nan for s in parts},
+        {**common, "table": "denoising", "model": "dncnn", "data": "div2k", "conv": "step only", "seeds": 3}
+        | {"psnr_mean": 27.5, "psnr_sem": 0.1, "loss_mean": 0.0021, "loss_sem": 0.0001}
+        | {"d_psnr_mean": -0.4, "d_psnr_sem": 0.1, "d_psnr_p": 0.03, "d_psnr_n": 3}
+        | {"d_loss_mean": 0.0002, "d_loss_sem": 0.0001, "d_loss_p": 0.04, "d_loss_n": 3},
+    ]
+    frame = pd.DataFrame(rows)[list(dict.fromkeys(k for row in rows for k in row))]
+    shown = display(frame, "decomposition", reference, tasks.get("denoising"))
+    assert shown.loc[0, "acc1"] == "diverged" and shown.loc[0, "loss"] == "diverged" and shown.loc[0, "psnr"] == ""
+    assert shown.loc[1, "psnr"] == "27.50 ± 0.10" and shown.loc[1, "acc1"] == ""
+    assert shown.loc[1, "Δ psnr vs standard"] == "-0.40 ± 0.10 (p=0.03)" and shown.loc[1, "loss"] == "0.00210 ± 0.00010"

@@ -332,7 +332,7 @@ def _default(loc: tuple, key: str) -> str | None:
             return None
         info = model.model_fields[part]
         model = info.annotation
-    if info is None or info.default is None or isinstance(info.default, (BaseModel, list)):
+    if info is None or info.is_required() or info.default is None or isinstance(info.default, (BaseModel, list)):
         return None
     default = str(info.default).lower() if isinstance(info.default, bool) else info.default
     return f"{key.split('[')[0]}={default}"

@@ -16,6 +16,7 @@ A prediction for one H100 is made from the FLOP counts (``H100_BF16_FLOPS`` at `
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -33,6 +34,7 @@ import torch
 
 from wconv.config import ConfigError
 from wconv.plan import Plan
+from wconv.tracking.records import write_text
 
 H100_BF16_FLOPS = 989.4e12  # H100 SXM, dense bf16 tensor-core peak
 H100_UTILISATION = 0.30  # a fraction of it that convolution training at these sizes plausibly sustains
@@ -452,14 +454,12 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 
 
 def write_csv(path: Path, rows: dict[str, dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for name in sorted(rows):
-            writer.writerow({k: rows[name].get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for name in sorted(rows):
+        writer.writerow({k: rows[name].get(k, "") for k in COLUMNS})
+    write_text(path, text.getvalue())
 
 
 def shape_key(plan: Plan) -> str:

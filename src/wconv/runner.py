@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from wconv.plan import Plan
 from wconv.search import Evaluation
 from wconv.tracking.identity import conv_of
 from wconv.tracking.progress import EpochLog
-from wconv.tracking.records import DamagedRecord, load_checkpoint, read_json, write_json
+from wconv.tracking.records import DamagedRecord, atomic_write, load_checkpoint, read_json, write_json
 from wconv.tracking.wandb_logger import NullTracker, WandbTracker
 from wconv.training import TrainResult, evaluate, train
 from wconv.variants import ARMS
@@ -104,7 +103,8 @@ def tracker_for(plan: Plan, run_dir: Path) -> Any:
     c = plan.config
     tags = [c.profile_name, c.table or _task(plan), c.model.name, c.data.name, conv_of(c.density.kind, c.search.name)]
     record = run_dir / "run.json"
-    key = plan.fingerprint + (f"-{read_json(record)['wandb_key']}" if record.is_file() else "")
+    folder = read_json(record).get("wandb_key") if record.is_file() else None  # older run.json files have none yet
+    key = plan.fingerprint + (f"-{folder}" if folder else "")
     return WandbTracker(logger.project, run_dir.name, run_dir, key, tags, logger.entity, logger.mode, plan.resolved)
 
 
@@ -274,6 +274,4 @@ class Runner:
             k: v[0].cpu().numpy().astype("float32")
             for k, v in [("clean", clean), ("noisy", noisy), ("denoised", denoised)]
         }
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))

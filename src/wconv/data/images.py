@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from wconv.data.base import DataError
+from wconv.tracking.records import atomic_write, write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
@@ -90,18 +91,16 @@ def decoded(paths: Sequence[Path], grey: bool, cache: Path) -> list[Tensor]:
     stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     key = hashlib.sha256(json.dumps([stamp, grey]).encode()).hexdigest()[:24]
     data, index = cache / f"{key}.u8", cache / f"{key}.json"
-    shapes = json.loads(index.read_text()) if index.is_file() else None
-    if shapes is None or not data.is_file() or data.stat().st_size != sum(int(np.prod(s)) for s in shapes):
+    try:
+        shapes = json.loads(index.read_text())
+    except (OSError, ValueError):  # absent, or not a whole index: decode and write it again
+        shapes = None
+    whole = isinstance(shapes, list) and data.is_file()
+    if not whole or data.stat().st_size != sum(int(np.prod(s)) for s in shapes):
         images = _decode(files, grey)
         try:
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = data.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                for image in images:
-                    f.write(image.numpy().tobytes())
-            os.replace(tmp, data)
-            tmp.with_suffix(".json").write_text(json.dumps([list(image.shape) for image in images]))
-            os.replace(tmp.with_suffix(".json"), index)
+            atomic_write(data, lambda f: [f.write(image.numpy().tobytes()) for image in images])
+            write_text(index, json.dumps([list(image.shape) for image in images]))
         except OSError as error:
             warnings.warn(f"decoded images not cached in {cache} ({error}): each process decodes its own", stacklevel=2)
             return images

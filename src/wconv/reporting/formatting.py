@@ -138,7 +138,7 @@ def display(frame: pd.DataFrame, table: str, reference: pd.DataFrame, task: task
     if table == "budgets":
         return pd.DataFrame([_budget_row(row) for _, row in frame.iterrows()])
     if table == "decomposition":
-        return pd.DataFrame([_decomposition_row(row) for _, row in frame.iterrows()])
+        return pd.DataFrame([_decomposition_row(row) for _, row in frame.iterrows()]).fillna("")  # one task's cells
     if table == "families":
         return pd.DataFrame([_family_row(row) for _, row in frame.iterrows()])
     if table == "compute":
@@ -211,8 +211,13 @@ def _study_row(row: pd.Series, table: str, reference: pd.DataFrame) -> dict[str,
     }
 
 
+def _loss_decimals(loss: float) -> int:
+    """Decimals that show a loss's first three significant digits (4 at least; 4 when no seed finished)."""
+    return 4 if pd.isna(loss) or loss == 0 else max(4, 2 - math.floor(math.log10(abs(loss))))
+
+
 def _budget_row(row: pd.Series) -> dict[str, str]:
-    decimals = 2 if row["metric"] != "loss" else max(4, 2 - math.floor(math.log10(abs(row["mean"]) or 1)))
+    decimals = 2 if row["metric"] != "loss" else _loss_decimals(row["mean"])
     return {
         "table": row["table"],
         "model": row["model"],
@@ -235,10 +240,10 @@ def _setting(row: pd.Series) -> str:
 
 
 def _decomposition_row(row: pd.Series) -> dict[str, str]:
-    metric = next(
-        c.removesuffix("_mean") for c in row.index if c.endswith("_mean") and not c.startswith(("d_", "loss"))
-    )
-    loss = max(4, 2 - math.floor(math.log10(abs(row["loss_mean"]) or 1)))
+    # the row's own metric (a table of several tasks has a column for each: the others are blank in this row)
+    metrics = [c.removesuffix("_mean") for c in row.index if c.endswith("_mean") and not c.startswith(("d_", "loss"))]
+    metric = next((m for m in metrics if not pd.isna(row[f"{m}_mean"])), metrics[0])
+    loss = _loss_decimals(row["loss_mean"])
     return {
         "model": row["model"],
         "kernel": f"{row['kernel']}x{row['kernel']}",

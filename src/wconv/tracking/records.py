@@ -27,7 +27,9 @@ def _umask() -> int:
 UMASK = _umask()  # read once: os.umask can only be read by setting it
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write ``path`` through ``write(binary file)`` into a temporary file beside it, synced, then renamed over it: a
+    reader sees the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,12 +59,12 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     data = json.dumps(_jsonable(obj), indent=2, sort_keys=False).encode() + b"\n"
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically."""
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class DamagedRecord(ValueError):
@@ -90,7 +92,10 @@ def set_aside(path: Path, why: str) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.damaged{n}")
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another process (a rank of the same run) moved it aside first
+        return target
     log.warning(f"{path} {why}: moved aside to {target.name}; only what it held is trained again")
     return target
 
@@ -140,7 +145,7 @@ def read_jsonl(path: Path, repair: bool = True, valid: Callable[[dict], bool] | 
         with open(path.with_name(path.name + ".damaged"), "a") as f:
             for number, text in damaged:
                 f.write(json.dumps({"line": number, "text": text}) + "\n")
-        _atomic_write(path, lambda f: f.write(b"".join(kept)))
+        atomic_write(path, lambda f: f.write(b"".join(kept)))
     elif repair and torn:  # drop the torn tail so the next append starts on a clean line
         with open(path, "r+b") as f:
             f.truncate(len(raw) - len(lines[-1]))
@@ -152,7 +157,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     full disk into a RuntimeError, a plain write into the OSError (ENOSPC) it is."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    _atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
