@@ -106,3 +106,21 @@ def test_the_preflight_command_line(tmp_path):
     assert [r["job"] for r in csv.DictReader(open(out))] == ["dncnn_div2k_standard"]
     proc = subprocess.run([*command, "--steps", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --steps must be at least 1"
+
+
+def test_the_prediction_counts_the_reused_best_evaluation_only_in_a_serial_search_and_names_the_longest_training():
+    """The serial search's best evaluation is its weighted seed-0 training (one final training fewer); workers keep no
+    model, so that training runs again. A job per training (submitit) must fit the longest: here the 4x budget."""
+    from conftest import compose_train
+
+    from wconv.plan import make
+
+    args = ["model=vgg11", "data=digits", "search=direct_l", "search.max_evals=3", "train.epochs=2", "final.epochs=2"]
+    args += ["final.seeds=[0,1]", "final.budgets=[4]", "final.arms=[]", "logger=none"]
+    costs = preflight.Costs(step_s=1.0, steps_per_epoch=10, val_pass_s=0.0, test_pass_s=0.0, ckpt_s=0.0)
+    serial = preflight.predict(make(compose_train(args)), costs)
+    workers = preflight.predict(make(compose_train([*args, "search.workers=2"])), costs)
+    # weighted, standard, weighted@4x, standard@4x on 2 seeds: 8 trainings, one of them the best evaluation
+    assert serial["final_trainings"] == 7 and workers["final_trainings"] == 8
+    assert serial["eval_s"] == workers["eval_s"] == 20.0
+    assert serial["longest_training_s"] == workers["longest_training_s"] == 4 * 2 * 10 * 1.0

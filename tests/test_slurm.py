@@ -333,6 +333,16 @@ def test_run_slurm_refuses_an_override_that_array_sbatch_would_split(tmp_path, m
         run_slurm([sweep.Job("x", ("seed=1",))], tmp_path / "runs", ["logger=none"])
 
 
+def test_the_notice_job_runs_where_the_arrays_run_without_their_gpus():
+    """No cluster needed: the placement options of WCONV_SBATCH_ARGS reach the notice job with their values, in
+    either spelling; the GPUs, memory and time limits do not."""
+    from wconv.slurm import placement
+
+    args = ["-p", "gpu", "--gres=gpu:4", "--account=lab", "-A", "lab2", "--qos", "high", "--mem=64G", "-pdebug"]
+    assert placement(args) == ["-p", "gpu", "--account=lab", "-A", "lab2", "--qos", "high", "-pdebug"]
+    assert placement(["--time=1:00:00", "--partition=a100"]) == ["--partition=a100"] and placement([]) == []
+
+
 def test_sweep_folder_names_are_single_valid_names():
     """hydra.sweep.subdir: list values as they are; a path value escaped instead of nesting; long names cut."""
     from wconv.tracking.identity import safe_dirname

@@ -124,13 +124,13 @@ def from_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 STOP_EVERY = 10  # steps between the ranks' agreements on stopping (a CPU all-reduce: no GPU synchronisation)
 
 
-def agreed_stop(signum: int, step: int) -> int:
+def agreed_stop(signum: int, step: int, last: bool = False) -> int:
     """The signal (0: none) on which every rank stops after ``step``: under torchrun a signal may reach one rank
-    only, so the ranks agree every ``STOP_EVERY`` steps (the largest signal any of them got) and all checkpoint
-    and stop at the same step; alone, a process stops at once."""
+    only, so the ranks agree every ``STOP_EVERY`` steps and at an epoch's ``last`` step (the largest signal any of
+    them got) and all checkpoint and stop at the same step; alone, a process stops at once."""
     if not is_distributed():
         return signum
-    if (step + 1) % STOP_EVERY:
+    if (step + 1) % STOP_EVERY and not last:
         return 0
     box = torch.tensor([signum], dtype=torch.int64)
     dist.all_reduce(box, op=dist.ReduceOp.MAX)

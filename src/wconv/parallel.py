@@ -257,11 +257,11 @@ def started(plan: Plan, run_dir: Path) -> Iterator[LocalWorkers | SubmititWorker
         return
     if s.launcher == "submitit":
         parameters = s.submitit.model_dump()
-        if parameters["timeout_min"] is None:  # a job per evaluation: as long as the preflight says one needs
-            from wconv.preflight import evaluation_minutes
+        if parameters["timeout_min"] is None:  # a job per training: the longest the preflight predicts
+            from wconv.preflight import training_minutes
 
-            parameters["timeout_min"] = evaluation_minutes(plan) or DEFAULT_JOB_MINUTES
-            log.info(f"each evaluation's job asks for {parameters['timeout_min']} minutes")
+            parameters["timeout_min"] = training_minutes(plan) or DEFAULT_JOB_MINUTES
+            log.info(f"each training's job asks for {parameters['timeout_min']} minutes")
         pool: LocalWorkers | SubmititWorkers = SubmititWorkers(setup, s.workers, run_dir / "submitit", parameters)
     else:
         device = plan.config.device

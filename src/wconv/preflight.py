@@ -388,7 +388,8 @@ def predict(plan: Plan, costs: Costs, workers: int | None = None) -> dict[str, A
     turns = sum(math.ceil(n / workers) for n in rounds)
     variants, _ = plan.variants()
     finals = [training(v.epochs(c.final.epochs), "test") for v in variants for _ in plan.seeds]
-    if plan.density == "direct_l" and c.final.epochs == c.train.epochs and c.seed in plan.seeds:
+    serial = plan.density == "direct_l" and c.search.workers == 1  # only the serial search keeps its best model
+    if serial and c.final.epochs == c.train.epochs and c.seed in plan.seeds:
         finals.remove(training(c.final.epochs, "test"))  # the best evaluation is that final training
     wall = turns * evaluation + critical_path(finals, workers)
     return {
@@ -397,6 +398,7 @@ def predict(plan: Plan, costs: Costs, workers: int | None = None) -> dict[str, A
         "rounds": len(rounds),
         "final_trainings": len(finals),
         "eval_s": evaluation,
+        "longest_training_s": max([evaluation, *finals]),
         "wall_s": wall,
         "gpu_s": workers * wall,
         "val_pass_s": costs.val_pass_s,
@@ -436,12 +438,13 @@ def predictions(path: Path | None = None) -> tuple[dict[str, dict[str, str]], bo
     return rows, Path(path).stem == "cpu"
 
 
-def evaluation_minutes(plan: Plan) -> int | None:
-    """Minutes one search evaluation of ``plan`` needs by the preflight (x1.25 + 10), or None when it has none."""
+def training_minutes(plan: Plan) -> int | None:
+    """Minutes the longest single training of ``plan`` needs by the preflight (x1.25 + 10): a search evaluation or
+    a final training at the largest budget, the jobs a run's submitit workers get; None when it has no row."""
     rows, h100 = predictions()
     if plan.fingerprint not in rows:
         return None
-    seconds = predict(plan, Costs.from_row(rows[plan.fingerprint], h100=h100), workers=1)["eval_s"]
+    seconds = predict(plan, Costs.from_row(rows[plan.fingerprint], h100=h100), workers=1)["longest_training_s"]
     return math.ceil((1.25 * seconds + 600) / 60)
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from wconv import preflight, sweep
+from wconv.tracking.records import write_json
 
 log = logging.getLogger("wconv.slurm")
 
@@ -100,7 +101,7 @@ def run_slurm(
                         [*resources, *sbatch_args], max_running, nproc=1 if group == "search" else None)  # fmt: skip
         arrays.append(array)
         tasks.update({f"{array}_{i}": entry for i, entry in enumerate(todo)})
-    (state_dir / "array.json").write_text(json.dumps({"jobs": arrays}) + "\n")
+        write_json(state_dir / "array.json", {"jobs": arrays})  # at once: a later sbatch may fail, this array runs
     _notice(profile, arrays, root, state_dir, sbatch_args)
     names = {task: job.name for task, (job, _, _) in tasks.items()}
     for array in arrays:
@@ -146,10 +147,26 @@ def _resources(todo: list, gpus: int, predictions: tuple[dict, bool], make) -> l
     return [*options, f"--time={limit}"]
 
 
+PLACEMENT = ("--partition", "--account", "--qos", "-p", "-A")
+
+
+def placement(sbatch_args: list[str]) -> list[str]:
+    """The options of ``sbatch_args`` that say where jobs run (partition, account, QOS), each with its value, given
+    as ``-p gpu`` or ``--partition=gpu``: the notice job runs where the arrays run, without their GPUs."""
+    kept, value_next = [], False
+    for arg in sbatch_args:
+        if value_next or arg.startswith(PLACEMENT):
+            kept.append(arg)
+            value_next = not value_next and arg in PLACEMENT
+        else:
+            value_next = False
+    return kept
+
+
 def _notice(profile: str, arrays: list[str], root: Path, state_dir: Path, sbatch_args: list[str]) -> None:
     """A last job, once every array has ended: the tables, and which tasks did not complete (slurm/notice.sbatch)."""
     script = REPO / "slurm" / "notice.sbatch"
-    resources = [a for a in sbatch_args if a.startswith(("--partition", "--account", "--qos", "-p", "-A"))]
+    resources = placement(sbatch_args)
     command = ["sbatch", "--parsable", f"--dependency=afterany:{':'.join(arrays)}", "--kill-on-invalid-dep=yes",
                *resources, f"--output={state_dir.resolve()}/notice-%j.out", str(script), profile,
                str(Path(root).resolve()), *arrays]  # fmt: skip

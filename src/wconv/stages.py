@@ -121,7 +121,7 @@ def final(runner: Runner, variants: list[Variant], workers: Any = None) -> dict[
         path = runner.run_dir / "trainings" / f"{t.name}.json"
         if (old := recorded_training(path)) is not None and old["den"] != t.den:  # a larger search, another density
             log.info(f"{t.name}: recorded for den={old['den']}, the search now gives {t.den}: training again")
-            path.unlink()
+            path.unlink(missing_ok=True)  # under torchrun every rank gets here
             (runner.run_dir / "checkpoints" / f"{t.name}.pt").unlink(missing_ok=True)
         if path.exists():
             continue
@@ -146,8 +146,13 @@ def final(runner: Runner, variants: list[Variant], workers: Any = None) -> dict[
 
 def recorded_training(path: Path) -> dict[str, Any] | None:
     """The record of a final training, or None when it has none; a damaged one is set aside (and trained again)."""
-    if not path.exists() or not distributed.is_main():
-        return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    if not distributed.is_main():  # rank 0 sets a damaged one aside, maybe while this rank reads it: trained again
+        try:
+            return read_json(path)
+        except (DamagedRecord, FileNotFoundError):
+            return None
     try:
         record = read_json(path)
     except DamagedRecord:

@@ -32,7 +32,7 @@ from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.provenance import provenance
 from wconv.tracking.records import DamagedRecord, read_jsonl, write_json
-from wconv.training import StopRequested, request_stop
+from wconv.training import STOP, StopRequested, request_stop
 
 log = logging.getLogger("wconv.train")
 
@@ -175,6 +175,9 @@ def main(cfg: DictConfig) -> float:
             1,
         )
     finally:
+        for signum, handler in previous.items():  # a multirun's next job in this process starts as this one did
+            signal.signal(signum, handler)
+        STOP.clear()
         distributed.close()
 
 

@@ -293,7 +293,7 @@ def train(
             for sch in step_scheds:
                 sch.step()
             loss_sum += loss.detach()
-            if signum := distributed.agreed_stop(STOP[0] if STOP else 0, step):  # every rank at the same step
+            if signum := distributed.agreed_stop(STOP[0] if STOP else 0, step, last=step + 1 == steps):  # all ranks
                 save(epoch, step + 1, float(loss_sum))
                 raise StopRequested(signum)
         skip, resumed_loss = 0, 0.0
