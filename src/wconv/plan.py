@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wconv import objectives
 from wconv.config import Config, ConfigError, problem, validate
 from wconv.nn.density import get_family, parse_den
-from wconv.tracking.identity import run_fingerprint
+from wconv.tracking.identity import plain_config, run_fingerprint, setting
 from wconv.training import DensityOptimConfig, LoopOptions, OptimConfig
 from wconv.variants import Variant
 from wconv.variants import plan as plan_variants
@@ -37,8 +37,6 @@ NOT_SEARCHABLE = {
     "train.val_every": "it does not change what a training computes",
     "optim.name": "it is not a number",
 }
-# The matrix data of a profile (configs/profile/*.yaml, ``wconv.sweep``): not part of a run.
-MATRIX = "matrix"
 
 
 @dataclass(frozen=True)
@@ -57,23 +55,6 @@ class Dimension:
     def value(self, x: float) -> float | int:
         value = 10.0**x if self.log else x
         return int(round(value)) if self.integer else value
-
-
-def _plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
-    """The composed config as plain values, without Hydra's own section and the profile's matrix data."""
-    plain = copy.deepcopy(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
-    plain.pop(MATRIX, None)
-    return plain
-
-
-def _at(plain: dict[str, Any], key: str) -> Any:
-    node: Any = plain
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _set(plain: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
@@ -225,7 +206,7 @@ class Plan:
 
 def make(cfg: DictConfig | dict[str, Any]) -> Plan:
     """The plan of the composed config ``cfg``; ConfigError (one line) for anything that cannot run."""
-    resolved = _plain(cfg)
+    resolved = plain_config(cfg)
     config = validate(resolved)
     _check_model(config)
     _check_density(config)
@@ -346,7 +327,7 @@ def _integer_field(key: str) -> bool:
 
 def _dimension(i: int, d: Any, resolved: dict[str, Any]) -> Dimension:
     where = f"search.space[{i}]"
-    current = _at(resolved, d.key)
+    current = setting(resolved, d.key)
     if d.key in NOT_SEARCHABLE or not d.key.startswith(SEARCHABLE):
         why = NOT_SEARCHABLE.get(d.key, "only a number each training reads can be searched (optim, train, model)")
         raise problem(f"{where}.key", d.key, f"cannot be searched: {why}")

@@ -33,7 +33,6 @@ class Task:
     metrics: tuple[Metric, ...]  # the tables' columns, in order
     paper_metric: str  # the metric the papers report
     curve: tuple[str, str]  # the validation metric of the training-curve figures: (record key, axis label)
-    stand_in: str  # the offline dataset that stands in for the real one in smoke runs
     saves_examples: bool  # final trainings record an input/output example for the figures
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
@@ -79,7 +78,6 @@ CLASSIFICATION = Classification(
     metrics=(Metric("acc1", "top-1 acc. (%)", 2), Metric("acc5", "top-5 acc. (%)", 2)),
     paper_metric="acc1",
     curve=("val_acc1", "validation top-1 accuracy (%)"),
-    stand_in="digits",
     saves_examples=False,
 )
 DENOISING = Denoising(
@@ -91,7 +89,6 @@ DENOISING = Denoising(
     ),
     paper_metric="psnr",
     curve=("val_psnr", "validation PSNR (dB)"),
-    stand_in="photos",
     saves_examples=True,
 )
 TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, DENOISING)}

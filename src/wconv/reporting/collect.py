@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from wconv import tasks, variants
+from wconv.tracking import identity
 from wconv.tracking.records import read_jsonl
 
 
@@ -101,12 +102,7 @@ class Run:
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A dotted key of the resolved config (``optim.lr``), or ``default`` when absent."""
-        node: Any = self.config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return identity.setting(self.config, key, default)
 
     def example(self, variant: str) -> dict[str, np.ndarray] | None:
         """The recorded denoising example of ``variant`` (first final seed), or None."""

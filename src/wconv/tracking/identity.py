@@ -50,12 +50,29 @@ class RecordMismatch(ValueError):
     """The records in a run directory do not belong to this run."""
 
 
-def identity(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
-    """What a run computes: the resolved config without the keys that may change between resumes (and without
-    Hydra's section and a profile's matrix data, which say nothing about one run)."""
+def plain_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The composed config as plain values (a copy), without Hydra's own section and a profile's matrix data
+    (``configs/profile/*.yaml``), which say nothing about one run."""
     plain = copy.deepcopy(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
     for section in ("hydra", "matrix"):
         plain.pop(section, None)
+    return plain
+
+
+def setting(plain: dict[str, Any], key: str, default: Any = None) -> Any:
+    """A dotted key of a plain config (``optim.lr``), or ``default`` when absent."""
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def identity(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """What a run computes: the resolved config without the keys that may change between resumes (and without
+    Hydra's section and a profile's matrix data)."""
+    plain = plain_config(cfg)
     for key in (*VOLATILE, *NEUTRAL):
         *parents, last = key.split(".")
         node = plain
