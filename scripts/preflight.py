@@ -20,6 +20,7 @@ import torch
 
 from wconv import preflight, profiles, sweep
 from wconv.cli_checks import OneLineParser
+from wconv.runner import device_for, no_cuda_reason
 
 
 def main() -> int:
@@ -53,12 +54,10 @@ def main() -> int:
     if args.steps < 1:
         print("error: --steps must be at least 1", file=sys.stderr)
         return 2
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(
-            "error: --device cuda but CUDA is not usable here (no GPU, or a driver older than torch's)", file=sys.stderr
-        )
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device}: CUDA is not usable here ({no_cuda_reason()})", file=sys.stderr)
         return 2
+    device = device_for(args.device)
     extra = list(args.overrides)
     if args.fabricate is not None:
         from wconv.data.fabricate import fabricate_cifar100, fabricate_div2k, marker

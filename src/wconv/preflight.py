@@ -406,9 +406,14 @@ def predict(plan: Plan, costs: Costs, workers: int | None = None) -> dict[str, A
     }
 
 
+def with_margin(seconds: float) -> float:
+    """What to ask a scheduler for, given a predicted time: a quarter more and ten minutes."""
+    return 1.25 * seconds + 600
+
+
 def slurm_time(seconds: float) -> str:
-    """The ``--time`` to ask for: the prediction plus a quarter and ten minutes, in quarter hours (D-HH:MM:SS)."""
-    minutes = math.ceil((1.25 * seconds + 600) / 900) * 15
+    """The ``--time`` to ask for (``with_margin``), in quarter hours (D-HH:MM:SS)."""
+    minutes = math.ceil(with_margin(seconds) / 900) * 15
     days, rest = divmod(minutes, 24 * 60)
     return (f"{days}-" if days else "") + f"{rest // 60:02d}:{rest % 60:02d}:00"
 
@@ -439,13 +444,13 @@ def predictions(path: Path | None = None) -> tuple[dict[str, dict[str, str]], bo
 
 
 def training_minutes(plan: Plan) -> int | None:
-    """Minutes the longest single training of ``plan`` needs by the preflight (x1.25 + 10): a search evaluation or
+    """Minutes the longest single training of ``plan`` needs by the preflight (``with_margin``): an evaluation or
     a final training at the largest budget, the jobs a run's submitit workers get; None when it has no row."""
     rows, h100 = predictions()
     if plan.fingerprint not in rows:
         return None
     seconds = predict(plan, Costs.from_row(rows[plan.fingerprint], h100=h100), workers=1)["longest_training_s"]
-    return math.ceil((1.25 * seconds + 600) / 60)
+    return math.ceil(with_margin(seconds) / 60)
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:

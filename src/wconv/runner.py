@@ -55,7 +55,7 @@ def check_device(plan: Plan) -> None:
     from wconv.config import ConfigError
 
     device, cuda = plan.config.device, torch.cuda.is_available()
-    why = f"CUDA is not usable here ({_no_cuda_reason()})"
+    why = f"CUDA is not usable here ({no_cuda_reason()})"
     if device.startswith("cuda") and not cuda:
         raise ConfigError(f"device={device}: {why}; use device=cpu, or run on a GPU node")
     if device == "auto" and not cuda and plan.config.profile_name == "paper":
@@ -65,7 +65,7 @@ def check_device(plan: Plan) -> None:
         )
 
 
-def _no_cuda_reason() -> str:
+def no_cuda_reason() -> str:
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is a CPU build"
     if torch.cuda.device_count() == 0:
