@@ -470,4 +470,5 @@ def test_a_torn_decoded_cache_index_is_rebuilt_not_a_crash(tmp_path):
     again = decoded(paths, True, tmp_path / "cache")
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert json.loads(index.read_text()) == [[1, 20, 30]] * 3
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([index.name, index.stem + ".u8"])
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())  # no temporary file left behind
+    assert names == sorted([index.name, index.stem + ".u8", index.stem + ".lock"])

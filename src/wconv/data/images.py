@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Sequence
@@ -92,20 +93,19 @@ def decoded(paths: Sequence[Path], grey: bool, cache: Path) -> list[Tensor]:
     key = hashlib.sha256(json.dumps([stamp, grey]).encode()).hexdigest()[:24]
     data, index = cache / f"{key}.u8", cache / f"{key}.json"
     try:
-        shapes = json.loads(index.read_text())
-    except (OSError, ValueError):  # absent, or not a whole index: decode and write it again
-        shapes = None
-    whole = isinstance(shapes, list) and data.is_file()
-    if not whole or data.stat().st_size != sum(int(np.prod(s)) for s in shapes):
-        images = _decode(files, grey)
-        try:
-            atomic_write(data, lambda f: [f.write(image.numpy().tobytes()) for image in images])
-            write_text(index, json.dumps([list(image.shape) for image in images]))
-        except OSError as error:
-            warnings.warn(f"decoded images not cached in {cache} ({error}): each process decodes its own", stacklevel=2)
-            return images
-        shapes = [list(image.shape) for image in images]
-    pixels = np.memmap(data, dtype=np.uint8, mode="r")
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / f"{key}.lock", "a") as lock:  # one process of the node builds it, the others wait
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+            shapes = _cached_shapes(data, index)
+            if shapes is None:
+                images = _decode(files, grey)
+                atomic_write(data, lambda f: [f.write(image.numpy().tobytes()) for image in images])
+                write_text(index, json.dumps([list(image.shape) for image in images]))
+                shapes = [list(image.shape) for image in images]
+            pixels = np.memmap(data, dtype=np.uint8, mode="r")  # mapped under the lock: the file everyone maps
+    except OSError as error:
+        warnings.warn(f"decoded images not cached in {cache} ({error}): each process decodes its own", stacklevel=2)
+        return _decode(files, grey)
     out, start = [], 0
     with warnings.catch_warnings():  # the views are read-only, and nothing writes to an image
         warnings.simplefilter("ignore", UserWarning)
@@ -114,6 +114,20 @@ def decoded(paths: Sequence[Path], grey: bool, cache: Path) -> list[Tensor]:
             out.append(torch.from_numpy(pixels[start : start + size].reshape(shape)))
             start += size
     return out
+
+
+def _cached_shapes(data: Path, index: Path) -> list[list[int]] | None:
+    """The image shapes of a whole cache (its index read, the data file's length equal to the pixels it lists), or
+    None when it is absent, torn or of another length: then it is built again."""
+    import json
+
+    try:
+        shapes = json.loads(index.read_text())
+        if isinstance(shapes, list) and data.stat().st_size == sum(int(np.prod(shape)) for shape in shapes):
+            return shapes
+    except (OSError, ValueError, TypeError):
+        pass
+    return None
 
 
 def centre_crop(image: Tensor, max_size: int | None) -> Tensor:
