@@ -138,7 +138,7 @@ def density_families(runs: list[Run]) -> Figure:
     density searched with shorter trainings): do the optimal densities resemble a known basis function?"""
     runs = [r for r in searched(runs) if r.result.get("density") == "direct_l"]
     sizes = sorted({int(r.result["kernel_size"]) for r in runs if r.detail})
-    fig, axes = _grid(len(sizes), width=3.4, height=3.0, margin=2.6)
+    fig, axes = _grid(len(sizes), width=3.6, height=4.4)
     for ax, k in zip(axes, sizes, strict=True):
         taps = np.arange(k) - k // 2
         ax.axhline(1.0, color="0.6", lw=0.8, ls=":", label="standard (1)")
@@ -151,7 +151,7 @@ def density_families(runs: list[Run]) -> Figure:
             ax.plot(taps, alfa(run, den), marker=MARKERS[i % len(MARKERS)], mfc="none", label=name, **style)
         ax.set(title=f"{k}x{k} kernels", xlabel="kernel tap offset (pixels)", ylabel="alfa (weight multiplier)")
         ax.set_xticks(taps)
-        ax.legend(loc="lower center", fontsize=6.5, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=6.5, frameon=False)  # below: no overlap
     fig.suptitle("The optimal free density (black) and the best of each one-parameter family")
     return fig
 
@@ -478,7 +478,8 @@ def make_all(runs_root: Path, bench_csv: Path | None, out_dir: Path) -> list[Pat
     examples = [r for r in tabled if tasks.get(r.result["task"]).saves_examples and (r.path / "examples").is_dir()]
     no_density = "no searched, fixed or learned density recorded"
     jobs: list[tuple[str, Callable[[], Figure], str | None]] = []
-    for suffix, group in (("", tabled), ("-density_study", study)):
+    papers = [r for r in study if not r.detail]  # the families and shorter searches have density_families
+    for suffix, group in (("", tabled), ("-density_study", papers)):
         has_density = searched(group) or any(learned_den(r) is not None for r in group)
         jobs += [
             (f"density_profiles{suffix}", functools.partial(density_profiles, group), _unless(has_density, no_density)),
