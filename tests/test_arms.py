@@ -224,6 +224,23 @@ def test_arms_and_budgets_added_to_a_finished_search_train_only_themselves(tmp_p
     assert {"controls.png", "gain_vs_budget.png"} <= names
 
 
+def test_a_budget_trains_the_seeds_budget_seeds_gives_it_and_more_seeds_later_train_only_themselves(tmp_path, tiny):
+    # the cpu profile's 3x3 study: 5 seeds at 1x, 16x and 64x, 3 at the other budgets (final.budget_seeds)
+    base = [*tiny, "density=fixed", "density.den=[0.6]", "final.seeds=[0,1]", "train.epochs=1", "final.budgets=[2]"]
+    first, _ = _run([*base, "final.budget_seeds={2:1}"], tmp_path)
+    trained = {p.stem: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir()}
+    assert sorted(n for n in trained if "@" in n) == ["final-standard@2x-seed0", "final-weighted@2x-seed0"]
+    assert first["budget_seeds"] == {"2": 1}
+    assert set(first["variants"]["weighted@2x"]["seeds"]) == {"0"}
+    assert set(first["variants"]["weighted"]["seeds"]) == {"0", "1"}
+    assert set(first["paired"]["weighted@2x"]["loss"]["per_seed"]) == {"0"}
+    result, _ = _run(base, tmp_path)  # every seed at every budget now: the missing ones train, nothing else
+    kept = {p.stem: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir() if p.stem in trained}
+    assert kept == trained and "budget_seeds" not in result
+    assert set(result["paired"]["weighted@2x"]["loss"]["per_seed"]) == {"0", "1"}
+    assert result["variants"]["weighted@2x"]["seeds"]["0"] == first["variants"]["weighted@2x"]["seeds"]["0"]
+
+
 def test_with_a_flat_density_every_variant_of_a_seed_is_the_standard_training(tmp_path, tiny):
     # phi = 1: the weighted and preconditioned trainings are the standard one exactly, dropout masks included
     # (VGG's head): they are drawn from (seed, epoch), not from what building each variant's model drew before.

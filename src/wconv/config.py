@@ -195,6 +195,7 @@ class Final(_Group):
     baseline: bool = True
     arms: list[Annotated[str, _one_of(_arms)]] = []
     budgets: list[Annotated[float, Field(gt=0, le=1024)]] = []
+    budget_seeds: dict[float, Annotated[int, Field(ge=1)]] | None = None  # budget -> how many of the seeds train it
 
 
 class Config(_Group):
@@ -229,6 +230,7 @@ EXAMPLES = {  # what to write instead, by key (the last part of a dotted key whe
     "space": "search.space=[{key:optim.lr,low:1e-4,high:1e-2,log:true}]",
     "den": "density.den=[0.7] (3x3), [0.3,1.5] (5x5)",
     "budgets": "final.budgets=[0.5,2] (multiples of final.epochs)",
+    "budget_seeds": "final.budget_seeds={0.5:2} (a budget of final.budgets: its first n seeds)",
     "arms": "final.arms=[preconditioned]",
     "width": "model.width=0.5",
     "kernel_size": "model.kernel_size=5",
@@ -237,12 +239,25 @@ EXAMPLES = {  # what to write instead, by key (the last part of a dotted key whe
 }
 
 
+def _number(part: Any) -> float | None:
+    """A location part as a number (an index, a mapping's numeric key), or None for a name."""
+    if isinstance(part, (int, float)):
+        return part
+    try:
+        return float(part)
+    except ValueError:
+        return None
+
+
 def _key(loc: tuple) -> str:
     """A pydantic error location as the config key a user types: ``final.seeds[1]``; union branches dropped."""
     parts: list[str] = []
     for part in loc:
-        if isinstance(part, int):
-            parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+        if part == "[key]" and len(parts) > 1:  # pydantic's mark of a bad mapping key: final.budget_seeds[a]
+            key = parts.pop()
+            parts[-1] = f"{parts[-1]}[{key}]"
+        elif (number := _number(part)) is not None:  # a list's index, a mapping's numeric key (pydantic: "0.5")
+            parts[-1:] = [f"{parts[-1]}[{number:g}]"] if parts else [f"[{number:g}]"]
         elif not (part.startswith(("list[", "dict[", "function-")) or part in ("str", "int", "float", "bool")):
             parts.append(part)
     return ".".join(parts)
@@ -280,7 +295,7 @@ def _value(error: dict) -> str:
 
 def problem(key: str, value: Any, reason: str, example: str | None = None) -> ConfigError:
     """One line: the key, the value, what is wrong and what to write instead."""
-    example = example or EXAMPLES.get(key) or EXAMPLES.get(key.split(".")[-1].split("[")[0])
+    example = example or EXAMPLES.get(key) or EXAMPLES.get(key.split("[")[0].split(".")[-1])
     shown = str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else value
     return ConfigError(f"{key}={shown}: {reason}" + (f"; write e.g. {example}" if example else ""))
 
@@ -311,12 +326,12 @@ def validate(resolved: dict[str, Any]) -> Config:
             raise ConfigError(f"{key} is missing: add it to the config group's file or set +{key}=...") from None
         node: Any = resolved
         for part in first["loc"]:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
+            if isinstance(node, dict) and (part in node or _number(part) in node):
+                node = node[part if part in node else _number(part)]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
         shown = _value({"input": node if node is not resolved else first.get("input")})
-        example = EXAMPLES.get(key) or EXAMPLES.get(key.split(".")[-1].split("[")[0]) or _default(first["loc"], key)
+        example = EXAMPLES.get(key) or EXAMPLES.get(key.split("[")[0].split(".")[-1]) or _default(first["loc"], key)
         line = f"{key}={shown}: {_reason(first)}" + (f"; write e.g. {example}" if example else "")
         raise ConfigError(line) from None
 

@@ -23,7 +23,7 @@ from wconv.config import Config, ConfigError, problem, validate
 from wconv.nn.density import get_family, parse_den
 from wconv.tracking.identity import plain_config, run_fingerprint, setting
 from wconv.training import DensityOptimConfig, LoopOptions, OptimConfig
-from wconv.variants import Variant
+from wconv.variants import Variant, split_budget
 from wconv.variants import plan as plan_variants
 
 # What ``search.space`` may search: a number each training reads, in these groups. Not the data (built once for
@@ -98,6 +98,12 @@ class Plan:
     @property
     def seeds(self) -> list[int]:
         return list(self.config.final.seeds)
+
+    def seeds_for(self, variant: Variant) -> list[int]:
+        """The final seeds ``variant`` trains: all of them, or at a budget of ``final.budget_seeds`` its first n."""
+        _, scale = split_budget(variant.name)
+        n = (self.config.final.budget_seeds or {}).get(scale) if scale != 1 else None
+        return self.seeds[:n] if n else self.seeds
 
     @cached_property
     def fingerprint(self) -> str:
@@ -187,7 +193,7 @@ class Plan:
         """(search evaluations, final variants, training epochs in all)."""
         evals = self.config.search.max_evals if self.searches else 0
         variants, _ = self.variants()
-        final = sum(v.epochs(self.config.final.epochs) for v in variants) * len(self.seeds)
+        final = sum(v.epochs(self.config.final.epochs) * len(self.seeds_for(v)) for v in variants)
         return evals, len(variants), evals * self.config.train.epochs + final
 
     def header(self, sizes: dict[str, int], device: str) -> str:
@@ -266,6 +272,12 @@ def _check_final(c: Config) -> None:
         raise problem("final.seeds", f.seeds, "lists a seed twice: each seed trains once; give distinct seeds")
     if len(set(f.arms)) != len(f.arms):
         raise problem("final.arms", f.arms, "lists an arm twice")
+    for budget, n in (f.budget_seeds or {}).items():
+        if budget not in f.budgets:
+            raise problem(f"final.budget_seeds[{budget:g}]", n, f"names a budget not in final.budgets {f.budgets}",
+                          f"final.budgets=[{budget:g}] or drop it")  # fmt: skip
+        if n > len(f.seeds):
+            raise problem(f"final.budget_seeds[{budget:g}]", n, f"is more than the {len(f.seeds)} final.seeds")
 
 
 def _search(c: Config, resolved: dict[str, Any]) -> tuple[tuple[Dimension, ...] | None, tuple]:

@@ -387,7 +387,7 @@ def predict(plan: Plan, costs: Costs, workers: int | None = None) -> dict[str, A
     rounds = direct_rounds(len(plan.bounds), evals) if plan.searches else []
     turns = sum(math.ceil(n / workers) for n in rounds)
     variants, _ = plan.variants()
-    finals = [training(v.epochs(c.final.epochs), "test") for v in variants for _ in plan.seeds]
+    finals = [training(v.epochs(c.final.epochs), "test") for v in variants for _ in plan.seeds_for(v)]
     serial = plan.density == "direct_l" and c.search.workers == 1  # only the serial search keeps its best model
     if serial and c.final.epochs == c.train.epochs and c.seed in plan.seeds:
         finals.remove(training(c.final.epochs, "test"))  # the best evaluation is that final training

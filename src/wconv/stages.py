@@ -103,7 +103,7 @@ def final_trainings(plan: Plan, variants: list[Variant]) -> list[tuple[Variant, 
             ),
         )  # fmt: skip
         for v in variants
-        for seed in f.seeds
+        for seed in plan.seeds_for(v)
     ]
 
 
@@ -192,7 +192,7 @@ def summarise(plan: Plan, variants: list[Variant], records: dict[str, dict]) -> 
     """Per variant: its settings, each seed's status and test metrics, the mean ± s.e. over the seeds that trained."""
     out = {}
     for v in variants:
-        per_seed = {seed: records[f"final-{v.name}-seed{seed}"] for seed in plan.seeds}
+        per_seed = {seed: records[f"final-{v.name}-seed{seed}"] for seed in plan.seeds_for(v)}
         ok = [r for r in per_seed.values() if r["status"] == "ok"]
         keys = sorted({k for r in ok for k in r["test"]})
         out[v.name] = {
@@ -244,7 +244,14 @@ def finished(run_dir: Path, plan: Plan) -> dict[str, Any] | None:
         return None
     if result.get("arms", []) != list(f.arms) or result.get("budgets", []) != list(f.budgets):
         return None  # controls added to a finished run: it resumes and trains them
+    if result.get("budget_seeds", {}) != budget_seeds(plan):
+        return None  # more seeds at a budget: it resumes and trains them
     return result
+
+
+def budget_seeds(plan: Plan) -> dict[str, int]:
+    """``final.budget_seeds`` as ``result.json`` holds it (JSON keys are strings: ``{"0.25": 3}``)."""
+    return {f"{budget:g}": n for budget, n in sorted((plan.config.final.budget_seeds or {}).items())}
 
 
 def summary_line(result: dict[str, Any], metric: str) -> str:

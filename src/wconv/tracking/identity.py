@@ -31,6 +31,7 @@ VOLATILE = (
     "search.submitit",
     "final.arms",  # controls trained beside a run's variants: adding one to a finished run trains just that
     "final.budgets",
+    "final.budget_seeds",
 )
 
 
