@@ -43,6 +43,11 @@ BAD = [
     (["final.budgets=[0.5]", "final.budget_seeds={0.5:0}"], "final.budget_seeds[0.5]=", "greater than or equal to 1"),
     (["final.budgets=[2]", "final.budget_seeds={a:1}"], "final.budget_seeds[a]=", "must be a number"),
     (["final.budgets=[2]", "final.budget_seeds=[1]"], "final.budget_seeds=", "must be a mapping"),
+    (
+        ["final.budgets=[2,4]", "final.budget_seeds={2:1}", "final.budget_seeds={4:1}"],
+        "final.budget_seeds:",
+        "to replace it write ~final.budget_seeds +final.budget_seeds={...}",
+    ),
     # data
     (["data.limit_train=0"], "data.limit_train=", "greater than or equal to 1"),
     (["data.val_fraction=1.5"], "data.val_fraction=", "less than 1"),
