@@ -37,9 +37,10 @@ def explain(err: BaseException) -> str:
     if "not in struct" in str(cause) or "Could not override" in text or "Could not append" in text:
         key = text.split("'")[1] if "'" in text else "?"
         if f"full_key: {key}." in str(cause):  # Hydra merges a mapping into the one set before (a profile's)
+            new_key = str(cause).split("'")[1]  # "Key '4' is not in struct"
             return (
                 f"{key}: a mapping merges into the one set before it (a profile's or an experiment's), and "
-                f"{str(cause).split(chr(39))[1]!r} is not in that one; to replace it write ~{key} +{key}={{...}}"
+                f"{new_key!r} is not in that one; to replace it write ~{key} +{key}={{...}}"
             )
         return (
             f"unknown key {key}: check the spelling against `python -m wconv.train --cfg job`, "

@@ -102,7 +102,7 @@ def _run(plan: Plan, runner: Runner) -> float:
         "best_point": variants[0].changes or None,
         "arms": list(f["arms"]),
         "budgets": list(f["budgets"]),
-        **({"budget_seeds": stages.budget_seeds(plan)} if plan.config.final.budget_seeds else {}),
+        **({"budget_seeds": counts} if (counts := stages.budget_seeds(plan)) else {}),
         "search": search,
         "objective": float("nan") if objective is None else objective,
         "final_seeds": plan.seeds,
