@@ -277,10 +277,10 @@ def _paper_number(reference: pd.DataFrame, table: str, data: str, model: str, co
 def budget_table(runs: list[Run]) -> pd.DataFrame:
     """The gain against training length: for every run with ``final.budgets``, each of its convs at each budget
     (1x: the run's own rows, the standard one from its group when the run has none), with the paired difference
-    against the standard conv at the same budget, and how much each conv's mean moved per doubling of its
-    training since the budget before (the question "has the standard conv stopped improving?"). The metrics: the
-    papers' one, and for the density study its loss first."""
-    rows = []
+    against the standard conv at the same budget, and how much each conv moved per doubling of its training
+    since the budget before, on the seeds both trained (the question "has the standard conv stopped improving?").
+    The metrics: the papers' one, and for the density study its loss first."""
+    rows, sources = [], []  # sources[i]: the (run, variant) of rows[i]
     for run in runs:
         budgets = sorted({split_budget(v)[1] for v in run.result["variants"]} - {1.0})
         if not budgets:
@@ -304,6 +304,7 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
                 reference = group_standard
             mine = [(run, f"{name}{suffix}") for name in sorted(curved) if f"{name}{suffix}" in run.result["variants"]]
             entries = ([reference] if reference else []) + mine
+            sources += entries
             for r, variant in entries:
                 info = r.result["variants"][variant]
                 mean, sem = _stat(r, variant, metric)
@@ -334,11 +335,15 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["per_doubling"] = np.nan  # the change of the mean per doubling of the epochs since the budget before
+    # the change per doubling of the epochs since the budget before, on the seeds both budgets trained (with
+    # final.budget_seeds two budgets' means can stand on other seeds: their difference would be partly seed noise)
+    frame["per_doubling"] = np.nan
     for _, curve in frame.groupby(["run", "conv", "metric"], sort=False):
-        curve = curve.sort_values("epochs")
-        epochs, means = curve["epochs"].astype(float), curve["mean"].astype(float)
-        frame.loc[curve.index[1:], "per_doubling"] = (means.diff() / np.log2(epochs / epochs.shift())).iloc[1:].values
+        order = curve.sort_values("epochs").index
+        for before, after in zip(order[:-1], order[1:], strict=True):
+            moved = paired_difference(*sources[after], *sources[before], frame.at[after, "metric"]).get("mean")
+            doublings = np.log2(float(frame.at[after, "epochs"]) / float(frame.at[before, "epochs"]))
+            frame.loc[after, "per_doubling"] = nan_if_none(moved) / doublings
     return frame
 
 
