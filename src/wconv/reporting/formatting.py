@@ -27,7 +27,8 @@ CAPTIONS = {
     "denoising": "Denoising: test PSNR and SSIM per model and convolution, beside the noisy input's PSNR.",
     "density_study": "Density study (P1): test loss of the standard convolution and of each other conv per setting.",
     "budgets": "Gain against training length: each conv and the standard one trained again at m times the budget "
-    "(the density found once by the search), paired on the same seeds.",
+    "(the density found once by the search), paired on the same seeds; change per doubling: how far the conv moved "
+    "per doubling of its epochs since the budget before, on the seeds both budgets trained.",
     "decomposition": "What part of the weighted conv's training does the work: the standard conv started at "
     "weight*phi (init only), stepped per tap as the weighted conv is (step only), with that step's shape at mean 1 "
     "(SGS, Spatial Gradient Scaling's form) or its mean size on every tap (lr-matched), both (preconditioned), "
