@@ -338,10 +338,10 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
     # the change per doubling of the epochs since the budget before, on the seeds both budgets trained (with
     # final.budget_seeds two budgets' means can stand on other seeds: their difference would be partly seed noise)
     frame["per_doubling"] = np.nan
-    for _, curve in frame.groupby(["run", "conv", "metric"], sort=False):
+    for (_, _, metric), curve in frame.groupby(["run", "conv", "metric"], sort=False):
         order = curve.sort_values("epochs").index
         for before, after in zip(order[:-1], order[1:], strict=True):
-            moved = paired_difference(*sources[after], *sources[before], frame.at[after, "metric"]).get("mean")
+            moved = paired_difference(*sources[after], *sources[before], metric).get("mean")
             doublings = np.log2(float(frame.at[after, "epochs"]) / float(frame.at[before, "epochs"]))
             frame.loc[after, "per_doubling"] = nan_if_none(moved) / doublings
     return frame
