@@ -1,6 +1,8 @@
 """The controls (wconv.variants): the preconditioned standard conv is the weighted training; arms, budgets and a
 search over config keys in a real run."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -244,6 +246,14 @@ def test_a_budget_trains_the_seeds_budget_seeds_gives_it_and_more_seeds_later_tr
     w1, w2 = first["variants"]["weighted"]["seeds"], first["variants"]["weighted@2x"]["seeds"]
     assert budgets.at[("fixed", 2.0), "per_doubling"] == pytest.approx(w2["0"]["acc1"] - w1["0"]["acc1"], abs=1e-3)
     assert budgets.at[("fixed", 1.0), "mean"] != pytest.approx(w1["0"]["acc1"], abs=1e-3)  # two seeds' mean differs
+
+    # a group's standard run recorded before result.json carried each variant's epochs: the table still reads
+    older = json.loads((tmp_path / "result.json").read_text())
+    del older["variants"]["standard"]["epochs"]
+    (tmp_path / "result.json").write_text(json.dumps(older))
+    write_tables(tmp_path, tmp_path / "older")
+    again = pd.read_csv(tmp_path / "older" / "budgets.csv", comment="#").set_index(["conv", "budget"])
+    assert again.at[("standard", 1.0), "epochs"] == 1 and again["per_doubling"].equals(budgets["per_doubling"])
 
     result, _ = _run(base, tmp_path)  # every seed at every budget now: the missing ones train, nothing else
     kept = {p.stem: p.stat().st_mtime_ns for p in (tmp_path / "trainings").iterdir() if p.stem in trained}

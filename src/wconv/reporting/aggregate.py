@@ -337,6 +337,10 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
         return frame
     # the change per doubling of the epochs since the budget before, on the seeds both budgets trained (with
     # final.budget_seeds two budgets' means can stand on other seeds: their difference would be partly seed noise)
+    # a record from before result.json carried each variant's epochs (the table's standard runs, made earlier) has
+    # none: it trained the epochs of the other rows of its run at the same budget
+    known = pd.to_numeric(frame["epochs"], errors="coerce")
+    frame["epochs"] = known.fillna(known.groupby([frame["run"], frame["budget"]]).transform("max")).astype("Int64")
     frame["per_doubling"] = np.nan
     for (_, _, metric), curve in frame.groupby(["run", "conv", "metric"], sort=False):
         order = curve.sort_values("epochs").index
