@@ -274,6 +274,17 @@ def _paper_number(reference: pd.DataFrame, table: str, data: str, model: str, co
     return float(row["value"]) if row is not None else float("nan")
 
 
+def _epochs(run: Run, variant: str) -> Any:
+    """The epochs ``variant`` trained: from ``result.json``, or, in records from before it carried them (the table's
+    standard runs), what the run's resolved config gives the variant's budget; NA without either."""
+    info = run.result["variants"][variant]
+    if "epochs" in info:
+        return info["epochs"]
+    final_epochs = run.config.get("final", {}).get("epochs")
+    name, scale = split_budget(variant)
+    return variants.Variant(name, "", scale=scale).epochs(final_epochs) if final_epochs else pd.NA
+
+
 def budget_table(runs: list[Run]) -> pd.DataFrame:
     """The gain against training length: for every run with ``final.budgets``, each of its convs at each budget
     (1x: the run's own rows, the standard one from its group when the run has none), with the paired difference
@@ -306,7 +317,6 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
             entries = ([reference] if reference else []) + mine
             sources += entries
             for r, variant in entries:
-                info = r.result["variants"][variant]
                 mean, sem = _stat(r, variant, metric)
                 diff = (
                     paired_difference(r, variant, *reference, metric) if reference and (r, variant) != reference else {}
@@ -320,7 +330,7 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
                         "kernel": int(run.result["kernel_size"]),
                         "conv": r.conv(variant).partition(" @")[0],
                         "budget": scale,
-                        "epochs": info.get("epochs", pd.NA),
+                        "epochs": _epochs(r, variant),
                         "metric": metric,
                         "mean": mean,
                         "sem": sem,
@@ -337,14 +347,12 @@ def budget_table(runs: list[Run]) -> pd.DataFrame:
         return frame
     # the change per doubling of the epochs since the budget before, on the seeds both budgets trained (with
     # final.budget_seeds two budgets' means can stand on other seeds: their difference would be partly seed noise)
-    # a record from before result.json carried each variant's epochs (the table's standard runs, made earlier) has
-    # none: it trained the epochs of the other rows of its run at the same budget
-    known = pd.to_numeric(frame["epochs"], errors="coerce")
-    frame["epochs"] = known.fillna(known.groupby([frame["run"], frame["budget"]]).transform("max")).astype("Int64")
     frame["per_doubling"] = np.nan
     for (_, _, metric), curve in frame.groupby(["run", "conv", "metric"], sort=False):
         order = curve.sort_values("epochs").index
         for before, after in zip(order[:-1], order[1:], strict=True):
+            if pd.isna(frame.at[after, "epochs"]) or pd.isna(frame.at[before, "epochs"]):
+                continue  # a run without its config: how long it trained is not known
             moved = paired_difference(*sources[after], *sources[before], metric).get("mean")
             doublings = np.log2(float(frame.at[after, "epochs"]) / float(frame.at[before, "epochs"]))
             frame.loc[after, "per_doubling"] = nan_if_none(moved) / doublings
