@@ -70,10 +70,20 @@ def main() -> int:
     start = time.perf_counter()
     failed = None
     if args.launcher == "local":
-        try:
-            sweep.run_local(jobs, root, extra)
-        except sweep.SweepError as err:  # the other runs ran: their tables are written all the same
-            failed = err
+        from wconv.training import StopRequested, stop_on_signals
+
+        with stop_on_signals():  # SIGTERM, SIGUSR2 (a job's time limit), Ctrl-C: the running training checkpoints
+            try:
+                sweep.run_local(jobs, root, extra)
+            except sweep.SweepError as err:  # the other runs ran: their tables are written all the same
+                failed = err
+            except StopRequested as stop:
+                print(f"stopped on {stop}: the running training saved a checkpoint; run the same command to "
+                      "resume", file=sys.stderr)  # fmt: skip
+                return 128 + stop.signum
+            except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint waited for
+                print("interrupted: what was recorded is intact; run the same command to resume", file=sys.stderr)
+                return 130
     else:
         from wconv.slurm import SlurmError, run_slurm
 

@@ -1,15 +1,17 @@
 """Faults and bad input through the real command line: one line and a non-zero exit for every bad input, nothing
 written; a second process on a run directory refused; SIGUSR2/SIGTERM/SIGINT mid-training, then a resume that
-repeats nothing and ends where an uninterrupted run ends; a full disk, freed, then resumed."""
+repeats nothing and ends where an uninterrupted run ends (also under the local matrix of
+``scripts/reproduce_table.py``); a full disk, freed, then resumed."""
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, start_cli
+from conftest import ROOT, run_cli, start_cli
 
 from wconv.tracking.records import read_json, read_jsonl
 
@@ -143,6 +145,30 @@ def test_a_signal_mid_search_then_resume_repeats_nothing(tmp_path, tiny, signum,
     assert [r["objective"] for r in rows] == pytest.approx([r["objective"] for r in want], rel=1e-6)
     got, ref = (read_json(d / "trainings" / "final-weighted-seed0.json") for d in (run_dir, ref_dir))
     assert got["test"] == pytest.approx(ref["test"], rel=1e-6)
+
+
+def test_sigterm_to_the_local_matrix_checkpoints_its_training_and_the_rerun_resumes(tmp_path):
+    """``make reproduce-table`` on a login node or in one batch job: its runs train in its own process."""
+    root = tmp_path / "runs"
+    command = [sys.executable, "scripts/reproduce_table.py", "--profile", "smoke", "--root", str(root), "--out",
+               str(tmp_path / "tables"), "--match", "density_study_short_search_k5", "--", "search.max_evals=2",
+               "train.epochs=3", "data.patches_per_epoch=4096", "final.seeds=[0]"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(root.glob("*/metrics/eval-000.csv")):
+        time.sleep(0.02)  # the first evaluation is training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["stopped on SIGTERM: the running training saved a checkpoint; run the same command to resume"]
+    (run_dir,) = root.iterdir()
+    assert (run_dir / "checkpoints" / "eval-000.pt").exists() and not (run_dir / "evaluations.jsonl").exists()
+    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [r["index"] for r in read_jsonl(run_dir / "evaluations.jsonl")] == [0, 1]
+    assert (run_dir / "result.json").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")

@@ -475,3 +475,46 @@ def test_two_workers_train_the_final_seeds_two_at_a_time_and_a_resume_repeats_no
         spans.append((start, start + record["seconds"]))
     spans.sort()
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))  # two trainings ran at the same time
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_sigterm_with_two_workers_checkpoints_their_trainings_and_the_resume_repeats_nothing(tmp_path, tiny, serial):
+    """A job's end (SIGTERM to the search process alone, as ``kill`` does): the workers' trainings checkpoint where
+    they are, none is recorded as a failed evaluation, and the resume finishes the serial search's points."""
+    args = [*SEARCH, *tiny, "search.workers=2", f"hydra.run.dir={tmp_path}"]
+    proc = start_cli(args, capture=True)
+    metrics = tmp_path / "metrics"
+    deadline = time.time() + 240  # round 1: both workers are training (their first epoch is recorded)
+    while time.time() < deadline and proc.poll() is None:
+        if all(len(read_lines(metrics / f"eval-{i:03d}.csv")) > 1 for i in (1, 2)):
+            break
+        time.sleep(0.02)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith(("error", "stopped", "interrupted"))]
+    assert lines == ["stopped on SIGTERM: the training saved a checkpoint; run the same command to resume"]
+    assert "Traceback" not in err, err[-3000:]
+    assert workers and not any(alive(pid) for pid in workers), "worker processes outlived the stopped search"
+    before = read_jsonl(tmp_path / "evaluations.jsonl")
+    assert all(r["status"] == "ok" for r in before)  # a stopped training is no failed evaluation
+    recorded = {r["index"] for r in before}
+    started = {int(p.stem.split("-")[1]) for p in metrics.glob("eval-*.csv")}
+    stopped = started - recorded
+    assert stopped, "the signal came after the trainings had ended: nothing was stopped mid-training"
+    for index in stopped:
+        assert (tmp_path / "checkpoints" / f"eval-{index:03d}.pt").exists()
+    resumed = run_cli(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = read_jsonl(tmp_path / "evaluations.jsonl")
+    assert rows[: len(before)] == before
+    assert_same_search(rows, serial)  # each point once, with the uninterrupted serial search's objectives
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []

@@ -3,7 +3,9 @@
 Either kind is called with one round of DIRECT-L (``wconv.search.direct_l_batched``) and yields each evaluation as
 it finishes. A local worker builds what its evaluations share (the data, a Runner) once. A training that raises is
 returned as a failed evaluation, which the search penalises; a worker lost on the way (its process killed, its job
-ended without a result) has its point trained again, from the evaluation's last epoch checkpoint.
+ended without a result) has its point trained again, from the evaluation's last epoch checkpoint. A stop asked of
+the search process (SIGTERM, SIGUSR2, Ctrl-C: ``wconv.training.stop_on_signals``) is passed on to its local workers,
+whose trainings checkpoint where they are; the search then stops with ``StopRequested``, nothing counted as failed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +30,13 @@ import torch
 
 from wconv.plan import Plan
 from wconv.search import Evaluation
+from wconv.training import STOP, STOP_SIGNALS, StopRequested, request_stop
 
 log = logging.getLogger("wconv.parallel")
 
 DEFAULT_JOB_MINUTES = 720  # a submitit job's time when the preflight has no prediction for the run
 MAX_LOSSES = 3  # a point whose worker is lost this many times stops the search: something kills it
+POLL_S = 0.2  # how often the search, waiting for its workers, looks for a stop request
 
 Evaluate = Callable[[int, list[float]], Evaluation]
 Setup = Callable[[int], Evaluate]  # run in a worker: its slot (0 .. workers-1) -> its evaluate(index, den)
@@ -44,10 +49,13 @@ class WorkerLost(RuntimeError):
 
 
 def safe_evaluate(evaluate: Evaluate, index: int, den: list[float]) -> tuple[Evaluation, float]:
-    """``evaluate(index, den)`` and its seconds; an exception is printed and returned as a failed evaluation."""
+    """``evaluate(index, den)`` and its seconds; an exception is printed and returned as a failed evaluation, but for
+    a stop request (its training checkpointed: not a result)."""
     start = time.perf_counter()
     try:
         result = evaluate(index, den)
+    except StopRequested:
+        raise
     except Exception as err:
         traceback.print_exc()
         result = Evaluation(float("nan"), "failed", {"error": f"{type(err).__name__}: {err}"})
@@ -84,9 +92,13 @@ _all_started: Any = None  # a barrier of all the pool's workers, passed by _star
 
 
 def _start_worker(setup: Setup, slots: Any, threads: int, parent: int, all_started: Any) -> None:
-    """A local worker's initializer: its share of the threads, a watch on the search process, its evaluate."""
+    """A local worker's initializer: its share of the threads, a watch on the search process, its evaluate, and the
+    search's stop signals (from the search process, or Ctrl-C and ``scancel`` reaching every process) asking its
+    training to checkpoint and stop."""
     global _evaluate, _all_started
     torch.set_num_threads(threads)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, request_stop)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _evaluate, _all_started = setup(slots.get()), all_started
 
@@ -105,6 +117,8 @@ def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
 
 
 def _evaluate_in_worker(index: int, den: list[float]) -> tuple[Evaluation, float]:
+    if STOP:  # a task handed over after the stop: not started
+        raise StopRequested(STOP[0])
     return safe_evaluate(_evaluate, index, den)
 
 
@@ -125,6 +139,7 @@ class LocalWorkers:
             "fork" if fork and self.threads == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         )
         self._pool: ProcessPoolExecutor | None = None
+        self._stopping = False  # the workers were asked to stop: none is handed another task
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(self.method)
@@ -144,25 +159,50 @@ class LocalWorkers:
         return pool
 
     def __call__(self, tasks: list[Task]) -> Iterator[Finished]:
-        """Train every ``(index, den)``; yield ``(index, evaluation, seconds)`` as each finishes."""
+        """Train every ``(index, den)``; yield ``(index, evaluation, seconds)`` as each finishes. On a stop request
+        (here or in a worker), the tasks not started are cancelled, the workers asked to stop (SIGTERM: a second
+        SIGINT would be a KeyboardInterrupt in one that had Ctrl-C already), the evaluations that finish meanwhile
+        yielded, and ``StopRequested`` raised once every training has checkpointed."""
         pending, losses = dict(tasks), Counter()
         while pending:
             self._pool = self._pool or self._start()
             futures = {self._pool.submit(_evaluate_in_worker, index, den): index for index, den in pending.items()}
-            lost = []
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    result, seconds = future.result()
-                except BrokenProcessPool:
-                    lost.append(index)
-                    continue
-                del pending[index]
-                yield index, result, seconds
+            lost, stopped, waiting = [], 0, set(futures)
+            while waiting:
+                done, waiting = wait(waiting, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future.cancelled():
+                        continue
+                    index = futures[future]
+                    try:
+                        result, seconds = future.result()
+                    except BrokenProcessPool:
+                        lost.append(index)
+                        continue
+                    except StopRequested as stop:  # its training checkpointed (or had not started)
+                        stopped = stopped or stop.signum
+                        continue
+                    del pending[index]
+                    yield index, result, seconds
+                if (STOP or stopped) and not self._stopping:
+                    self._stop_workers(waiting)
+            if STOP or stopped:
+                raise StopRequested(STOP[0] if STOP else stopped)
             if lost:
                 self._pool.shutdown(wait=True)
                 self._pool = None
                 _count_losses(losses, sorted(lost), pending, "its worker process was killed (out of memory?)")
+
+    def _stop_workers(self, futures: set) -> None:
+        """Cancel the tasks no worker has taken; ask every worker's training to checkpoint and stop."""
+        self._stopping = True
+        for future in futures:
+            future.cancel()
+        for process in list((self._pool._processes or {}).values()):  # no public handle on the pool's processes
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def close(self, kill: bool = False) -> None:
         """Let the idle workers go; with ``kill`` (the search failed or was interrupted) end their trainings too."""
@@ -172,7 +212,7 @@ class LocalWorkers:
             for process in list((self._pool._processes or {}).values()):
                 process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = None
+        self._pool, self._stopping = None, False
 
 
 def _count_losses(losses: Counter, lost: list[int], points: dict[int, list[float]], why: str) -> None:

@@ -160,17 +160,21 @@ def run_local(
 ) -> list[Path]:
     """Run every unfinished job in this process, one after the other; return all the jobs' folders. A job that
     cannot go on (a damaged record, its data, another process on its folder) is one error line and the others run;
-    SweepError then names them all."""
+    SweepError then names them all. A stop request (``wconv.training.stop_on_signals``, which the caller installs)
+    checkpoints the running training and ends the matrix with ``StopRequested``: no later job starts."""
     from wconv.config import ConfigError
     from wconv.data import DataError
     from wconv.tracking.identity import RecordMismatch
     from wconv.tracking.lock import RunLocked
     from wconv.tracking.records import DamagedRecord
     from wconv.train import run
+    from wconv.training import STOP, StopRequested
 
     train = train or run
     dirs, failed = [], []
     for i, job in enumerate(jobs, 1):
+        if STOP:  # asked between two jobs
+            raise StopRequested(STOP[0])
         cfg = compose_job(job, extra)
         path = run_dir(job, root, cfg)
         dirs.append(path)

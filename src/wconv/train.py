@@ -32,7 +32,7 @@ from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.provenance import provenance
 from wconv.tracking.records import DamagedRecord, read_jsonl, write_json
-from wconv.training import STOP, StopRequested, request_stop
+from wconv.training import StopRequested, stop_on_signals
 
 log = logging.getLogger("wconv.train")
 
@@ -155,31 +155,30 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if distributed.init():  # started by torchrun
         distributed.quiet_other_ranks()
-    previous = {}  # a job's time limit, preemption or Ctrl-C: checkpoint first, then what was there (submitit requeues)
-    for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, request_stop)
-    try:
-        return run(cfg, run_dir, list(hydra_cfg.overrides.task))
-    except StopRequested as stop:
-        if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
-            handler(stop.signum, None)  # submitit's USR2 handler requeues its job
-        fail(f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum)
-    except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed, DamagedRecord) as err:
-        fail(f"error: {_one_line(err)}", 2)
-    except KeyboardInterrupt:
-        fail(f"interrupted: what was recorded in {run_dir} is intact; run the same command to resume", 130)
-    except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        fail(
-            f"error: cannot write{where}: {err.strerror or err}; fix that (free space, permissions, another "
-            "hydra.run.dir) and run the same command again: it resumes from what was recorded",
-            1,
-        )
-    finally:
-        for signum, handler in previous.items():  # a multirun's next job in this process starts as this one did
-            signal.signal(signum, handler)
-        STOP.clear()
-        distributed.close()
+    # A job's time limit, preemption or Ctrl-C: checkpoint first, then what was there (submitit's USR2 requeues).
+    # On leaving, a multirun's next job in this process starts as this one did.
+    with stop_on_signals() as previous:
+        try:
+            return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+        except StopRequested as stop:
+            if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
+                handler(stop.signum, None)  # submitit's USR2 handler requeues its job
+            fail(
+                f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum
+            )
+        except (ConfigError, RecordMismatch, RunLocked, wdata.DataError, stages.TrainingFailed, DamagedRecord) as err:
+            fail(f"error: {_one_line(err)}", 2)
+        except KeyboardInterrupt:
+            fail(f"interrupted: what was recorded in {run_dir} is intact; run the same command to resume", 130)
+        except OSError as err:
+            where = f" {err.filename}" if err.filename else ""
+            fail(
+                f"error: cannot write{where}: {err.strerror or err}; fix that (free space, permissions, another "
+                "hydra.run.dir) and run the same command again: it resumes from what was recorded",
+                1,
+            )
+        finally:
+            distributed.close()
 
 
 def fail(message: str, status: int) -> None:

@@ -11,7 +11,8 @@ import math
 import signal
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,12 @@ class StopRequested(Exception):  # noqa: N818 (a request, not an error)
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type, tuple[int]]:  # raised in a worker process, re-raised in the search's
+        return StopRequested, (self.signum,)
+
 
 STOP: list[int] = []  # the signal received, set by ``request_stop``; the loop checks it after each step
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)  # a job's time limit, preemption or cancel; Ctrl-C
 
 
 def request_stop(signum: int, frame: object = None) -> None:
@@ -185,6 +190,21 @@ def request_stop(signum: int, frame: object = None) -> None:
     if signum == signal.SIGINT and signal.SIGINT in STOP:
         raise KeyboardInterrupt
     STOP.append(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[dict[int, Any]]:
+    """For the block, ``STOP_SIGNALS`` ask the running training to checkpoint and stop (``request_stop``): every
+    process that trains (``wconv.train``, the local matrix of ``scripts/reproduce_table.py``, a search's local
+    workers) runs inside one. Yields the handlers that were there (submitit's USR2 handler requeues its job: call
+    it after the checkpoint); they come back afterwards, with no stop pending."""
+    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+    try:
+        yield previous
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        STOP.clear()
 
 
 def _state(model, opts, scheds, epoch: int, step: int, loss_sum: float, history: list[dict]) -> dict[str, Any]:
