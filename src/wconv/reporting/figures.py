@@ -427,12 +427,22 @@ def controls(runs: list[Run]) -> Figure:
             diff = paired_difference(run, variant, *base, metric)
             if diff:
                 bars.append((run.conv(variant), sign * diff["mean"], diff["sem"] or 0.0, diff.get("p_value")))
+        span = max((abs(b[1]) + b[2] for b in bars), default=0.0)  # a loss difference: 1e-4, whose labels overlap
+        power = int(np.floor(np.log10(span))) if 0 < span < 1e-2 else 0
+        scale = 10.0**-power
         y = np.arange(len(bars))
-        ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], color=[variants.colour(b[0]) for b in bars])
+        ax.barh(
+            y,
+            [b[1] * scale for b in bars],
+            xerr=[b[2] * scale for b in bars],
+            color=[variants.colour(b[0]) for b in bars],
+        )
         ax.set_yticks(y, [b[0] + ("" if b[3] is None else f", p={b[3]:.2g}") for b in bars])
         ax.axvline(0, color="k", lw=0.8)
         ax.invert_yaxis()
-        what = f"{'standard - conv' if sign < 0 else 'conv - standard'}, {metric}"
+        what = f"{'standard - conv' if sign < 0 else 'conv - standard'}, {metric}" + (
+            f" (x 1e{power})" if power else ""
+        )
         ax.set(title=name, xlabel=what)
     fig.suptitle("Each conv vs standard\n(paired on seeds, mean ± s.e.; right is better)")
     return fig
