@@ -518,3 +518,51 @@ def read_lines(path: Path) -> list[str]:
         return path.read_text().splitlines()
     except OSError:
         return []
+
+
+def _submitit_tasks(folder: Path) -> list[int]:
+    """The submitit job processes (``submitit.core._submit``) of the run whose jobs live in ``folder`` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in args and any(str(folder).encode() in a for a in args):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the job processes through /proc")
+def test_a_submitit_job_at_its_time_limit_checkpoints_and_the_search_resumes_its_training(tmp_path, tiny):
+    """SLURM's time-limit warning (USR2; submitit's local jobs send it too, and count it as the job's end when the
+    job asked for 10 minutes): the job's training checkpoints, submitit ends the job without a result, and the search
+    submits the point again, which resumes the training and is recorded once. (A preempted job, not near its end,
+    goes the same way to the checkpoint, then submitit requeues it itself.)"""
+    submitit = ["search.launcher=submitit", "search.submitit.cluster=local", "search.submitit.timeout_min=10"]
+    args = [
+        *SEARCH,
+        *tiny,
+        *submitit,
+        "search.max_evals=3",
+        "search.workers=2",
+        "train.epochs=4",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = start_cli(args, capture=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(read_lines(tmp_path / "metrics" / "eval-000.csv")) > 1:  # the first evaluation's job is training
+            break
+        time.sleep(0.02)
+    (task,) = _submitit_tasks(tmp_path / "submitit")
+    os.kill(task, signal.SIGUSR2)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    rows = read_jsonl(tmp_path / "evaluations.jsonl")
+    assert sorted(r["index"] for r in rows) == [0, 1, 2] and all(r["status"] == "ok" for r in rows)
+    logs = "".join(p.read_text() for p in (tmp_path / "submitit").glob("*_log.*"))
+    assert "evaluation 0: stopped on SIGUSR2, its training checkpointed" in logs, logs[-3000:]
+    said = logs + out + err
+    assert "timed out (search.submitit.timeout_min); training again" in said, said[-3000:]

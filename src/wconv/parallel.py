@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -228,9 +229,26 @@ def _count_losses(losses: Counter, lost: list[int], points: dict[int, list[float
 
 def _job(setup: Setup, share: int, index: int, den: list[float]) -> tuple[Evaluation, float]:
     """One search evaluation as a submitit job: ``1/share`` of the job's cores, the worker's setup on the job's
-    first GPU, then the training."""
+    first GPU, then the training. Submitit's preemption or timeout signal (USR2) first checkpoints the training
+    where it is; then submitit's own handler requeues the job (preempted: the training resumes there) or ends it
+    without a result (timed out: the search trains the point again, from that checkpoint)."""
+    from submitit import JobEnvironment
+
     torch.set_num_threads(max(1, cores() // share))
-    return safe_evaluate(lambda i, d: setup(0)(i, d), index, den)
+    signum = JobEnvironment._usr_sig()  # submitit's (USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise)
+    submitits = signal.signal(signum, request_stop)
+    try:
+        return safe_evaluate(lambda i, d: setup(0)(i, d), index, den)
+    except StopRequested as stop:
+        print(f"evaluation {index}: stopped on {stop}, its training checkpointed; handing over to submitit",
+              file=sys.stderr, flush=True)  # fmt: skip
+        signal.signal(signum, submitits)
+        if callable(submitits):
+            submitits(signum, None)  # requeues and exits, or raises UncompletedJobError
+        raise
+    finally:
+        signal.signal(signum, submitits)
+        STOP.clear()
 
 
 class SubmititWorkers:
@@ -267,6 +285,11 @@ class SubmititWorkers:
                 try:
                     result, seconds = job.result()
                 except FailedJobError as err:  # safe_evaluate catches the training's: this is the job's setting
+                    if "UncompletedJobError" in str(err):  # submitit's handler ends a timed-out job with this
+                        why = f"job {job.job_id} timed out (search.submitit.timeout_min)"
+                        _count_losses(losses, [index], points, why)
+                        queue.insert(0, (index, den))
+                        continue
                     reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
                     raise WorkerLost(
                         f"search job {job.job_id} (evaluation {index}) failed before training: {reason} "
