@@ -31,7 +31,7 @@ import torch
 
 from wconv.plan import Plan
 from wconv.search import Evaluation
-from wconv.training import STOP, STOP_SIGNALS, StopRequested, request_stop
+from wconv.training import STOP, STOP_SIGNALS, StopRequested, hand_over, request_stop, stop_on_signals
 
 log = logging.getLogger("wconv.parallel")
 
@@ -140,7 +140,6 @@ class LocalWorkers:
             "fork" if fork and self.threads == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         )
         self._pool: ProcessPoolExecutor | None = None
-        self._stopping = False  # the workers were asked to stop: none is handed another task
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(self.method)
@@ -168,7 +167,7 @@ class LocalWorkers:
         while pending:
             self._pool = self._pool or self._start()
             futures = {self._pool.submit(_evaluate_in_worker, index, den): index for index, den in pending.items()}
-            lost, stopped, waiting = [], 0, set(futures)
+            lost, stopped, asked, waiting = [], 0, False, set(futures)
             while waiting:
                 done, waiting = wait(waiting, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -185,8 +184,9 @@ class LocalWorkers:
                         continue
                     del pending[index]
                     yield index, result, seconds
-                if (STOP or stopped) and not self._stopping:
+                if (STOP or stopped) and not asked:
                     self._stop_workers(waiting)
+                    asked = True
             if STOP or stopped:
                 raise StopRequested(STOP[0] if STOP else stopped)
             if lost:
@@ -196,10 +196,9 @@ class LocalWorkers:
 
     def _stop_workers(self, futures: set) -> None:
         """Cancel the tasks no worker has taken; ask every worker's training to checkpoint and stop."""
-        self._stopping = True
         for future in futures:
             future.cancel()
-        for process in list((self._pool._processes or {}).values()):  # no public handle on the pool's processes
+        for process in self._processes():
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -209,11 +208,15 @@ class LocalWorkers:
         """Let the idle workers go; with ``kill`` (the search failed or was interrupted) end their trainings too."""
         if self._pool is None:
             return
-        if kill:  # shutdown() alone would wait for the trainings; the pool gives no public handle on its processes
-            for process in list((self._pool._processes or {}).values()):
+        if kill:  # shutdown() alone would wait for the trainings
+            for process in self._processes():
                 process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool, self._stopping = None, False
+        self._pool = None
+
+    def _processes(self) -> list:
+        """The pool's worker processes: the executor gives no public handle on them."""
+        return list((self._pool._processes or {}).values())
 
 
 def _count_losses(losses: Counter, lost: list[int], points: dict[int, list[float]], why: str) -> None:
@@ -236,19 +239,14 @@ def _job(setup: Setup, share: int, index: int, den: list[float]) -> tuple[Evalua
 
     torch.set_num_threads(max(1, cores() // share))
     signum = JobEnvironment._usr_sig()  # submitit's (USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise)
-    submitits = signal.signal(signum, request_stop)
-    try:
-        return safe_evaluate(lambda i, d: setup(0)(i, d), index, den)
-    except StopRequested as stop:
-        print(f"evaluation {index}: stopped on {stop}, its training checkpointed; handing over to submitit",
-              file=sys.stderr, flush=True)  # fmt: skip
-        signal.signal(signum, submitits)
-        if callable(submitits):
-            submitits(signum, None)  # requeues and exits, or raises UncompletedJobError
-        raise
-    finally:
-        signal.signal(signum, submitits)
-        STOP.clear()
+    with stop_on_signals((signum,)) as submitits:
+        try:
+            return safe_evaluate(lambda i, d: setup(0)(i, d), index, den)
+        except StopRequested as stop:
+            print(f"evaluation {index}: stopped on {stop}, its training checkpointed; handing over to submitit",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            hand_over(stop, submitits)  # requeues and exits, or raises UncompletedJobError
+            raise
 
 
 class SubmititWorkers:

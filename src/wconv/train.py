@@ -12,7 +12,6 @@ the trainings run data-parallel (``wconv.distributed``): every rank runs this sa
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -32,7 +31,7 @@ from wconv.tracking.identity import RecordMismatch, check_run_dir, claim_run_dir
 from wconv.tracking.lock import RunLock, RunLocked
 from wconv.tracking.provenance import provenance
 from wconv.tracking.records import DamagedRecord, read_jsonl, write_json
-from wconv.training import StopRequested, stop_on_signals
+from wconv.training import StopRequested, hand_over, stop_on_signals
 
 log = logging.getLogger("wconv.train")
 
@@ -161,8 +160,7 @@ def main(cfg: DictConfig) -> float:
         try:
             return run(cfg, run_dir, list(hydra_cfg.overrides.task))
         except StopRequested as stop:
-            if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
-                handler(stop.signum, None)  # submitit's USR2 handler requeues its job
+            hand_over(stop, previous)  # submitit's USR2 handler requeues its job
             fail(
                 f"stopped on {stop}: the training saved a checkpoint; run the same command to resume", 128 + stop.signum
             )

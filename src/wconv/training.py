@@ -193,18 +193,25 @@ def request_stop(signum: int, frame: object = None) -> None:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[dict[int, Any]]:
-    """For the block, ``STOP_SIGNALS`` ask the running training to checkpoint and stop (``request_stop``): every
-    process that trains (``wconv.train``, the local matrix of ``scripts/reproduce_table.py``, a search's local
-    workers) runs inside one. Yields the handlers that were there (submitit's USR2 handler requeues its job: call
-    it after the checkpoint); they come back afterwards, with no stop pending."""
-    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[dict[int, Any]]:
+    """For the block, ``signals`` ask the running training to checkpoint and stop (``request_stop``): ``wconv.train``
+    and the local matrix of ``scripts/reproduce_table.py`` run inside one, a search's submitit job inside one for
+    submitit's USR2 (local workers install ``request_stop`` for their whole life). Yields the handlers that were
+    there (``hand_over`` calls them after the checkpoint); they come back afterwards, with no stop pending."""
+    previous = {signum: signal.signal(signum, request_stop) for signum in signals}
     try:
         yield previous
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         STOP.clear()
+
+
+def hand_over(stop: StopRequested, previous: dict[int, Any]) -> None:
+    """After the checkpoint, the handler that was there before ``stop_on_signals`` (submitit's USR2 handler requeues
+    its job and exits, or ends a timed-out one); not for Ctrl-C."""
+    if stop.signum != signal.SIGINT and callable(handler := previous.get(stop.signum)):
+        handler(stop.signum, None)
 
 
 def _state(model, opts, scheds, epoch: int, step: int, loss_sum: float, history: list[dict]) -> dict[str, Any]:
